@@ -1,0 +1,124 @@
+"""The `modalzoo` command line. User errors print one line and exit 2; no tracebacks for them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ModalzooError
+
+EXAMPLES = {
+    "list": "modalzoo list            # every kind\n  modalzoo list encoder    # one kind",
+    "recipes": "modalzoo recipes",
+    "train": "modalzoo train bert_mlm_tiny run_dir=runs/tiny trainer.max_steps=200 trainer.lr=5e-4",
+    "eval": "modalzoo eval runs/tiny",
+    "data build": "modalzoo data build text-sample --out data/text-sample",
+    "data pack-text": "modalzoo data pack-text corpus/*.txt notes.jsonl --out data/my-corpus --val-fraction 0.01",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="modalzoo", formatter_class=fmt,
+                                     description="Pretrain foundation models in any modality from one set of parts.",
+                                     epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str, parent=sub) -> argparse.ArgumentParser:
+        return parent.add_parser(name.split()[-1], help=help_, description=help_, formatter_class=fmt,
+                                 epilog=f"example:\n  {EXAMPLES[name]}")
+
+    p = command("list", "List registered components (all kinds, or one kind).")
+    p.add_argument("kind", nargs="?", help="embedding, encoder, decoder, target, tokenizer, dataset, ...")
+    command("recipes", "List the recipes shipped with modalzoo.")
+    p = command("train", "Train a recipe; key=value overrides change any recipe key (run_dir=... picks the "
+                         "output folder).")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p = command("eval", "Evaluate a run's newest checkpoint on the validation split; writes RUN_DIR/eval.json.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--batches", type=int, default=50, help="validation batches to average (default 50)")
+    p.add_argument("--device", default="cpu")
+
+    data = sub.add_parser("data", help="Build the sample data sets or pack your own into shards.",
+                          description="Build the sample data sets or pack your own into webdataset shards.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = command("data build", "Build a sample data set offline from what is installed.", data_sub)
+    p.add_argument("name", help="text-sample, ... (see `modalzoo list sample_data`)")
+    p.add_argument("--out", type=Path, help="output folder (default: $MODALZOO_DATA/NAME, i.e. data/NAME)")
+    p.add_argument("options", nargs="*", metavar="key=value", help="builder options, e.g. max_mb=2")
+    p = command("data pack-text", "Pack .txt (a document per blank-line block, or per line) and .jsonl "
+                                  "(a 'text' field) files into webdataset text shards, streaming.", data_sub)
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--per", choices=["block", "line"], default="block", help=".txt: one document per ...")
+    p.add_argument("--field", default="text", help=".jsonl: the field holding the text")
+    p.add_argument("--val-fraction", type=float, default=0.0, help="documents routed to validation/")
+    return parser
+
+
+def _parse_options(items: list[str]) -> dict:
+    import yaml
+    options = {}
+    for item in items:
+        if "=" not in item:
+            raise ModalzooError(f"option '{item}' is not key=value")
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    import modalzoo
+    if args.command == "list":
+        components = modalzoo.list_components(args.kind)
+        from .registry import registry_for
+        kinds = [args.kind] if args.kind else list(components)
+        for kind in kinds:
+            print(f"{kind}:")
+            for entry in registry_for(kind).entries():
+                print(f"  {entry.name:<16} {entry.summary}")
+    elif args.command == "recipes":
+        for name in modalzoo.list_recipes():
+            print(name)
+    elif args.command == "train":
+        cfg = modalzoo.load_recipe(args.recipe, args.overrides)
+        run_dir = modalzoo.train(cfg)
+        print(f"run finished: {run_dir}")
+    elif args.command == "eval":
+        from .evaluation.run import evaluate_run
+        from .model import import_components
+        import_components()
+        evaluate_run(args.run_dir, batches=args.batches, device=args.device)
+    elif args.command == "data":
+        if args.data_command == "build":
+            import os
+            from .model import import_components
+            from .registry import SAMPLE_DATA
+            import_components()
+            builder = SAMPLE_DATA.build({"name": args.name, **_parse_options(args.options)}, "data build")
+            out = args.out or Path(os.environ.get("MODALZOO_DATA", "data")) / args.name
+            info = builder.build(out)
+            print(f"built {args.name} in {out}: {info.get('documents', info)}")
+        else:
+            from .datasets.pack_text import pack_text
+            counts = pack_text(args.files, args.out, per=args.per, field=args.field, val_fraction=args.val_fraction)
+            print(f"packed {counts['train']} train / {counts['validation']} validation documents into {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except ModalzooError as err:
+        print(f"modalzoo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("modalzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The one Transformer block every encoder and decoder in the zoo is built from.
+
+Options: pre/post norm, LayerNorm/RMSNorm, GELU/GELU-tanh/QuickGELU/ReLU/SwiGLU, dropout, optional
+cross-attention, RoPE (via cos/sin passed in) and any SDPA mask or additive bias (padding, causal,
+prefix, packed block-diagonal, per-sample, ALiBi).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .positions import apply_rotary
+
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "swiglu"]
+
+
+@dataclass
+class BlockConfig:
+    dim: int = 64
+    heads: int = 4
+    ffn_dim: int = 0                 # 0: 4 * dim (SwiGLU: 8/3 * dim rounded up to a multiple of 64)
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_eps: float = 1e-5
+    prenorm: bool = True
+    activation: Activation = "gelu"
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    bias: bool = True
+    cross_attention: bool = False
+
+    def __post_init__(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+
+    @property
+    def hidden_ffn(self) -> int:
+        if self.ffn_dim:
+            return self.ffn_dim
+        if self.activation == "swiglu":
+            return 64 * -(-(8 * self.dim // 3) // 64)
+        return 4 * self.dim
+
+
+def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
+    return nn.RMSNorm(dim, eps=eps) if kind == "rmsnorm" else nn.LayerNorm(dim, eps=eps)
+
+
+class QuickGELU(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+               "quick_gelu": QuickGELU, "relu": nn.ReLU}
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: BlockConfig):
+        super().__init__()
+        self.gated = cfg.activation == "swiglu"
+        hidden = cfg.hidden_ffn
+        self.fc1 = nn.Linear(cfg.dim, 2 * hidden if self.gated else hidden, bias=cfg.bias)
+        self.act = nn.SiLU() if self.gated else ACTIVATIONS[cfg.activation]()
+        self.fc2 = nn.Linear(hidden, cfg.dim, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc1(x)
+        if self.gated:
+            gate, up = h.chunk(2, dim=-1)
+            h = self.act(gate) * up
+        else:
+            h = self.act(h)
+        return self.drop(self.fc2(h))
+
+
+class Attention(nn.Module):
+    """Multi-head attention through `F.scaled_dot_product_attention`; fused QKV for self-attention."""
+
+    def __init__(self, cfg: BlockConfig, cross: bool = False):
+        super().__init__()
+        self.heads, self.head_dim, self.cross = cfg.heads, cfg.dim // cfg.heads, cross
+        if cross:
+            self.q = nn.Linear(cfg.dim, cfg.dim, bias=cfg.bias)
+            self.kv = nn.Linear(cfg.dim, 2 * cfg.dim, bias=cfg.bias)
+        else:
+            self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=cfg.bias)
+        self.attn_dropout = cfg.attn_dropout
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def _heads(self, t: Tensor, n: int) -> tuple[Tensor, ...]:
+        B, L, _ = t.shape
+        return t.view(B, L, n, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False,
+                rope: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None) -> Tensor:
+        B, L, D = x.shape
+        if self.cross:
+            (q,) = self._heads(self.q(x), 1)
+            k, v = self._heads(self.kv(context), 2)
+        else:
+            q, k, v = self._heads(self.qkv(x), 3)
+            if rope is not None:
+                q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if mask is not None and mask.dtype != torch.bool:
+            mask = mask.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                             dropout_p=self.attn_dropout if self.training else 0.0)
+        return self.drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: BlockConfig):
+        super().__init__()
+        self.prenorm = cfg.prenorm
+        self.attn = Attention(cfg)
+        self.norm1 = make_norm(cfg.norm, cfg.dim, cfg.norm_eps)
+        if cfg.cross_attention:
+            self.cross_attn = Attention(cfg, cross=True)
+            self.norm_cross = make_norm(cfg.norm, cfg.dim, cfg.norm_eps)
+        else:
+            self.cross_attn = None
+        self.mlp = MLP(cfg)
+        self.norm2 = make_norm(cfg.norm, cfg.dim, cfg.norm_eps)
+
+    def _sublayer(self, x: Tensor, norm: nn.Module, fn, *args, **kwargs) -> Tensor:
+        if self.prenorm:
+            return x + fn(norm(x), *args, **kwargs)
+        return norm(x + fn(x, *args, **kwargs))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False,
+                rope: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None,
+                context_mask: Tensor | None = None) -> Tensor:
+        x = self._sublayer(x, self.norm1, self.attn, mask, is_causal, rope)
+        if self.cross_attn is not None:
+            if context is None:
+                raise ValueError("this block has cross-attention; pass the encoder output as context")
+            x = self._sublayer(x, self.norm_cross, self.cross_attn, context_mask, context=context)
+        return self._sublayer(x, self.norm2, self.mlp)

@@ -1,0 +1,67 @@
+"""One place that turns a sequence's mask ingredients into the mask SDPA takes.
+
+Convention everywhere: boolean, True = the query may attend to the key. Masks are [B, 1, Lq, Lk]
+(broadcast over heads) or [B, 1, 1, Lk] when only padding is involved (cheaper), or None.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..tokens import Tokens
+
+
+def causal_mask(length: int, device: torch.device) -> Tensor:
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+def build_attention_mask(tokens: Tokens, causal: bool = False, prefix: bool = False) -> tuple[Tensor | None, bool]:
+    """Return ``(mask, is_causal)`` for `scaled_dot_product_attention`.
+
+    ``is_causal`` is only True when causality is the whole story, so SDPA can take its fast path.
+    """
+    B, L = tokens.x.shape[:2]
+    device = tokens.x.device
+    full_needed = (tokens.segment_ids is not None or tokens.attn_mask is not None
+                   or (causal and tokens.pad_mask is not None) or prefix)
+    if not full_needed:
+        if causal:
+            return None, True
+        if tokens.pad_mask is None:
+            return None, False
+        return tokens.pad_mask[:, None, None, :], False
+
+    mask = torch.ones(B, L, L, dtype=torch.bool, device=device)
+    if causal or prefix:
+        tri = causal_mask(L, device).expand(B, L, L)
+        if prefix:
+            if tokens.prefix_len is None:
+                raise ValueError("a prefix-LM mask needs tokens.prefix_len")
+            idx = torch.arange(L, device=device)
+            in_prefix = idx[None, :] < tokens.prefix_len[:, None]           # [B, L]
+            tri = tri | (in_prefix[:, None, :] & in_prefix[:, :, None])
+        mask = mask & tri
+    if tokens.pad_mask is not None:
+        mask = mask & tokens.pad_mask[:, None, :]
+    if tokens.segment_ids is not None:
+        mask = mask & (tokens.segment_ids[:, :, None] == tokens.segment_ids[:, None, :])
+    if tokens.attn_mask is not None:
+        mask = mask & tokens.attn_mask.bool()
+    # A token may always see itself: keeps fully masked rows (padding) finite instead of NaN.
+    mask = mask | torch.eye(L, dtype=torch.bool, device=device)
+    return mask[:, None], False
+
+
+def key_padding_mask(tokens: Tokens) -> Tensor | None:
+    """Mask for cross-attention into ``tokens`` (a decoder attending to an encoder's output)."""
+    return None if tokens.pad_mask is None else tokens.pad_mask[:, None, None, :]
+
+
+def with_bias(mask: Tensor | None, is_causal: bool, bias: Tensor, length: int) -> Tensor:
+    """Fold a boolean mask (or causality) into an additive float bias, for ALiBi."""
+    if is_causal:
+        mask = causal_mask(length, bias.device)[None, None]
+    if mask is None:
+        return bias
+    return bias.masked_fill(~mask, float("-inf"))

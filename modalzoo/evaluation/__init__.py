@@ -1,0 +1,1 @@
+"""Evaluation of a finished (or running) run: validation metrics plus task-specific reports."""

@@ -1,0 +1,1 @@
+"""Per-modality embeddings and processors (tokenizers, transforms)."""

@@ -1,0 +1,121 @@
+"""Text tokenizers, trained and saved with Hugging Face `tokenizers`, stored as `tokenizer.json`.
+
+`wordpiece` is BERT's ([CLS] ... [SEP], lowercased by default); `bytelevel_bpe` is RoBERTa/GPT-2's
+(<s> ... </s>). Both train from an iterator of strings and reload from a `tokenizer.json` path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from ..errors import ModalzooError
+from ..registry import TOKENIZERS
+
+
+class TextTokenizer:
+    """A trained `tokenizers.Tokenizer` plus the special-token ids the tasks need. Picklable."""
+
+    def __init__(self, tokenizer: Tokenizer, specials: dict[str, str]):
+        self.tokenizer = tokenizer
+        self.specials = specials
+        ids = {role: tokenizer.token_to_id(tok) for role, tok in specials.items()}
+        missing = [specials[r] for r, i in ids.items() if i is None]
+        if missing:
+            raise ModalzooError(f"tokenizer lacks special tokens {missing}")
+        self.pad_id, self.mask_id = ids["pad"], ids["mask"]
+        self.bos_id, self.eos_id, self.unk_id = ids["bos"], ids["eos"], ids["unk"]
+        self.special_ids = sorted(set(ids.values()))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> tuple[list[int], list[int | None]]:
+        """Token ids and word ids of ``text``, without special tokens."""
+        enc = self.tokenizer.encode(text, add_special_tokens=False)
+        return enc.ids, enc.word_ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def id_to_token(self, i: int) -> str:
+        return self.tokenizer.id_to_token(i)
+
+    def save(self, path: str | Path) -> None:
+        self.tokenizer.save(str(path))
+
+
+@dataclass
+class WordPieceConfig:
+    vocab_size: int = 8000
+    lowercase: bool = True
+    min_frequency: int = 2
+    path: str | None = None          # an existing tokenizer.json to use instead of training
+
+
+@TOKENIZERS.register("wordpiece")
+class WordPiece:
+    """BERT-style WordPiece: [PAD] [UNK] [CLS] [SEP] [MASK], lowercasing, accent stripping."""
+
+    Config = WordPieceConfig
+    specials = {"pad": "[PAD]", "unk": "[UNK]", "bos": "[CLS]", "eos": "[SEP]", "mask": "[MASK]"}
+
+    def __init__(self, cfg: WordPieceConfig):
+        self.cfg = cfg
+
+    def train(self, texts: Iterable[str]) -> TextTokenizer:
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=self.cfg.lowercase, strip_accents=self.cfg.lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        order = ["pad", "unk", "bos", "eos", "mask"]
+        trainer = trainers.WordPieceTrainer(vocab_size=self.cfg.vocab_size, min_frequency=self.cfg.min_frequency,
+                                            special_tokens=[self.specials[r] for r in order],
+                                            show_progress=False)
+        tok.train_from_iterator(texts, trainer=trainer)
+        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.BertProcessing(("[SEP]", sep), ("[CLS]", cls))
+        return TextTokenizer(tok, self.specials)
+
+    def load(self, path: str | Path) -> TextTokenizer:
+        return TextTokenizer(Tokenizer.from_file(str(path)), self.specials)
+
+
+@dataclass
+class ByteLevelBPEConfig:
+    vocab_size: int = 8000
+    min_frequency: int = 2
+    add_prefix_space: bool = False
+    path: str | None = None
+
+
+@TOKENIZERS.register("bytelevel_bpe")
+class ByteLevelBPE:
+    """RoBERTa/GPT-2-style byte-level BPE: <s> <pad> </s> <unk> <mask>; never produces <unk>."""
+
+    Config = ByteLevelBPEConfig
+    specials = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
+
+    def __init__(self, cfg: ByteLevelBPEConfig):
+        self.cfg = cfg
+
+    def train(self, texts: Iterable[str]) -> TextTokenizer:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=self.cfg.add_prefix_space)
+        tok.decoder = decoders.ByteLevel()
+        order = ["bos", "pad", "eos", "unk", "mask"]
+        trainer = trainers.BpeTrainer(vocab_size=self.cfg.vocab_size, min_frequency=self.cfg.min_frequency,
+                                      special_tokens=[self.specials[r] for r in order],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        tok.train_from_iterator(texts, trainer=trainer)
+        tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                          ("<s>", tok.token_to_id("<s>")),
+                                                          add_prefix_space=self.cfg.add_prefix_space)
+        return TextTokenizer(tok, self.specials)
+
+    def load(self, path: str | Path) -> TextTokenizer:
+        return TextTokenizer(Tokenizer.from_file(str(path)), self.specials)

@@ -1,0 +1,1 @@
+"""Pretraining tasks: each is a target (loss + metrics) and the batch transform that prepares its inputs."""
