@@ -11,7 +11,8 @@ from .errors import ModalzooError
 EXAMPLES = {
     "list": "modalzoo list            # every kind\n  modalzoo list encoder    # one kind",
     "recipes": "modalzoo recipes",
-    "train": "modalzoo train bert_mlm_tiny run_dir=runs/tiny trainer.max_steps=200 trainer.lr=5e-4",
+    "train": "modalzoo train bert_mlm_tiny run_dir=runs/tiny trainer.max_steps=200 trainer.lr=5e-4\n"
+             "  modalzoo train my_recipe.yaml --import my_components   # your own recipe and components",
     "eval": "modalzoo eval runs/tiny",
     "data build": "modalzoo data build text-sample --out data/text-sample",
     "data pack-text": "modalzoo data pack-text corpus/*.txt notes.jsonl --out data/my-corpus --val-fraction 0.01",
@@ -34,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     command("recipes", "List the recipes shipped with modalzoo.")
     p = command("train", "Train a recipe; key=value overrides change any recipe key (run_dir=... picks the "
                          "output folder).")
-    p.add_argument("recipe")
+    p.add_argument("recipe", help="a shipped recipe name (see `modalzoo recipes`) or a recipe .yaml path")
     p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import your module first so its registered components can be named")
     p = command("eval", "Evaluate a run's newest checkpoint on the validation split; writes RUN_DIR/eval.json.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--batches", type=int, default=50, help="validation batches to average (default 50)")
@@ -69,9 +72,22 @@ def _parse_options(items: list[str]) -> dict:
     return options
 
 
+def _import_plugins(modules: list[str]) -> None:
+    import importlib
+    import os
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            raise ModalzooError(f"--import {module}: {err}") from None
+
+
 def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     import modalzoo
+    _import_plugins(getattr(args, "imports", []))
     if args.command == "list":
         components = modalzoo.list_components(args.kind)
         from .registry import registry_for

@@ -2,7 +2,7 @@
 
 from .datasets import samples, text as _text_data  # noqa: F401
 from .encoders import transformer  # noqa: F401
-from .modalities import text, tokenizers  # noqa: F401
 from .evaluation import mlm as _mlm_report  # noqa: F401
-from .pretrain_tasks import mlm  # noqa: F401
+from .modalities import code, text, tokenizers, vision  # noqa: F401
+from .pretrain_tasks import clm, contrastive, mae, mlm  # noqa: F401
 from .training import optim  # noqa: F401

@@ -39,22 +39,39 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in (configs_dir() / "recipes").glob("*.yaml"))
 
 
-def load_recipe(name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose ``configs/recipes/<name>.yaml`` with ``overrides`` and validate it. Returns a DictConfig."""
-    recipes = list_recipes()
-    if name not in recipes:
-        raise ConfigError(unknown_name_message("recipe", name, recipes))
+def load_recipe(name: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose a recipe with ``overrides`` and validate it. Returns a DictConfig.
+
+    ``name`` is a shipped recipe (``bert_mlm_tiny``) or the path of your own recipe YAML, which may
+    extend shipped ones through its defaults list (``- /recipes/bert_mlm_tiny``) and use the shipped
+    groups (``- /trainer: cpu_small``).
+    """
+    config_dir, config_name, search = str(configs_dir()), None, []
+    if str(name).endswith((".yaml", ".yml")):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"recipe file {path} does not exist")
+        config_dir, config_name, name = str(path.resolve().parent), path.stem, path.stem
+        search = [f"hydra.searchpath=[file://{configs_dir()}]"]
+    else:
+        recipes = list_recipes()
+        if name not in recipes:
+            raise ConfigError(unknown_name_message("recipe", str(name), recipes)
+                              + " (or give the path of a recipe .yaml file)")
+        config_name = f"recipes/{name}"
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value (e.g. trainer.max_steps=100)")
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(configs_dir()), version_base="1.3", job_name="modalzoo"):
-        base = _compose(name, [])
-        cfg = _compose(name, [_allow_new_option(o, base) for o in overrides], base)
-    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3", job_name="modalzoo"):
+            base = _compose(config_name, name, search)
+            cfg = _compose(config_name, name, search + [_allow_new_option(o, base) for o in overrides], base)
+    finally:
+        GlobalHydra.instance().clear()
     OmegaConf.set_struct(cfg, False)
-    cfg.recipe = name
+    cfg.recipe = str(name)
     validate_recipe(cfg)
     return cfg
 
@@ -74,9 +91,9 @@ def _allow_new_option(override: str, base: DictConfig) -> str:
     return "+" + override if missing and parent_is_component else override
 
 
-def _compose(name: str, overrides: list[str], base: DictConfig | None = None) -> DictConfig:
+def _compose(config_name: str, name: str, overrides: list[str], base: DictConfig | None = None) -> DictConfig:
     try:
-        return compose(config_name=f"recipes/{name}", overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_explain(name, err, overrides, base)) from None
 
@@ -89,7 +106,7 @@ def _explain(name: str, err: Exception, overrides: list[str], base: DictConfig |
     if base is not None:
         for item in overrides:
             key = item.split("=", 1)[0].lstrip("+~")
-            if item.startswith(("+", "~")):
+            if item.startswith(("+", "~", "hydra.")):
                 continue
             if OmegaConf.select(base, key, default="__missing__") == "__missing__":
                 parent, _, leaf = key.rpartition(".")
@@ -99,8 +116,7 @@ def _explain(name: str, err: Exception, overrides: list[str], base: DictConfig |
                 where = f"'{parent}'" if parent else "the top level"
                 return (f"recipe {name}: unknown key '{key}' in {where}"
                         + (f"; did you mean '{parent + '.' if parent else ''}{hint}'?" if hint else "")
-                        + (f" Valid keys there: {', '.join(map(str, options))}" if options else "")
-                        + f" (to add a new key, write +{item})")
+                        + (f" Valid keys there: {', '.join(map(str, options))}" if options else ""))
     full_key = re.search(r"full_key: ([\w.\[\]]+)", text + " " + cause_text)
     detail = (cause_text or text).split(" full_key:")[0]
     at = f" at '{full_key.group(1)}'" if full_key else ""

@@ -65,7 +65,9 @@ class Transformer(nn.Module):
         mask, is_causal = build_attention_mask(tokens, causal=cfg.mask == "causal", prefix=cfg.mask == "prefix")
         rope = self.rotary(self._positions(tokens)) if self.rotary is not None else None
         if cfg.positions == "alibi":
-            bias = alibi_bias(self.alibi, self._positions(tokens), causal=cfg.mask != "bidirectional")
+            # Only a fully causal stack may clamp the distance: a prefix-LM attends forward inside its
+            # prefix, and those keys need the same |i - j| penalty as bidirectional ones.
+            bias = alibi_bias(self.alibi, self._positions(tokens), causal=cfg.mask == "causal")
             mask, is_causal = with_bias(mask, is_causal, bias, tokens.x.shape[1]), False
         context = context_mask = None
         if cfg.cross_attention:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..encoders.blocks import make_norm
 from ..encoders.positions import AbsolutePositions
-from ..registry import EMBEDDINGS
+from ..registry import EMBEDDINGS, TARGET_EMBEDDINGS
 from ..tokens import Tokens
 
 
@@ -68,3 +68,18 @@ class TokenEmbedding(nn.Module):
         return Tokens(x=self.drop(self.norm(x)), pad_mask=None if pad is None else pad.bool(),
                       segment_ids=batch.get(p + "segment_ids"), positions=positions,
                       prefix_len=batch.get(p + "prefix_len"))
+
+
+@dataclass
+class TargetTokenEmbeddingConfig(TokenEmbeddingConfig):
+    prefix: str = "decoder_"         # reads batch["decoder_input_ids"], ...
+
+
+@TARGET_EMBEDDINGS.register("token")
+class TargetTokenEmbedding(TokenEmbedding):
+    """Decoder-side token embedding (T5/BART): the shifted target tokens, read under a prefix."""
+
+    Config = TargetTokenEmbeddingConfig
+
+    def forward(self, batch: dict[str, Tensor], memory: Tokens | None = None) -> Tokens:
+        return super().forward(batch)

@@ -1,0 +1,1 @@
+"""Import and export between zoo models and Hugging Face `transformers` checkpoints."""

@@ -1,0 +1,191 @@
+"""Weight and config mapping between the zoo's text MLM model and `BertForMaskedLM`/`RobertaForMaskedLM`.
+
+    hf_to_zoo(hf_model.state_dict(), arch="bert")     # -> load into the zoo PretrainModel (strict=True)
+    zoo_to_hf(zoo_model.state_dict(), arch="bert")    # -> load into the HF model (strict=True)
+    BertConfig(**hf_config_kwargs(recipe))            # the HF config of the same shape; refuses what BERT lacks
+
+The only non-renaming step is the attention input: the zoo fuses query/key/value into one ``qkv`` Linear.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from ..errors import ModalzooError
+from ..registry import EMBEDDINGS, ENCODERS, TARGETS, to_plain
+
+# The differences between the two architectures' names: the model prefix and the MLM head's modules.
+ARCHS = {
+    "bert": {"base": "bert", "dense": "cls.predictions.transform.dense",
+             "head_norm": "cls.predictions.transform.LayerNorm", "head": "cls.predictions"},
+    "roberta": {"base": "roberta", "dense": "lm_head.dense", "head_norm": "lm_head.layer_norm", "head": "lm_head"},
+}
+
+# zoo name -> HF name(s), as templates: {s} stream, {t} target, {i} layer, {p} weight/bias, plus ARCHS' keys.
+# A list of HF names is concatenated along dim 0 (query, key, value -> the fused qkv).
+TABLE: list[tuple[str, str | list[str]]] = [
+    ("streams.{s}.embedding.word.weight", "{base}.embeddings.word_embeddings.weight"),
+    ("streams.{s}.embedding.position.table.weight", "{base}.embeddings.position_embeddings.weight"),
+    ("streams.{s}.embedding.token_type.weight", "{base}.embeddings.token_type_embeddings.weight"),
+    ("streams.{s}.embedding.norm.{p}", "{base}.embeddings.LayerNorm.{p}"),
+    ("streams.{s}.encoder.blocks.{i}.attn.qkv.{p}",
+     [f"{{base}}.encoder.layer.{{i}}.attention.self.{w}.{{p}}" for w in ("query", "key", "value")]),
+    ("streams.{s}.encoder.blocks.{i}.attn.proj.{p}", "{base}.encoder.layer.{i}.attention.output.dense.{p}"),
+    ("streams.{s}.encoder.blocks.{i}.norm1.{p}", "{base}.encoder.layer.{i}.attention.output.LayerNorm.{p}"),
+    ("streams.{s}.encoder.blocks.{i}.mlp.fc1.{p}", "{base}.encoder.layer.{i}.intermediate.dense.{p}"),
+    ("streams.{s}.encoder.blocks.{i}.mlp.fc2.{p}", "{base}.encoder.layer.{i}.output.dense.{p}"),
+    ("streams.{s}.encoder.blocks.{i}.norm2.{p}", "{base}.encoder.layer.{i}.output.LayerNorm.{p}"),
+    ("targets.{t}.dense.{p}", "{dense}.{p}"),
+    ("targets.{t}.norm.{p}", "{head_norm}.{p}"),
+    ("targets.{t}.bias", "{head}.bias"),
+]
+# HF buffers that some checkpoints carry and that the zoo recomputes.
+IGNORED_BUFFERS = ("{base}.embeddings.position_ids", "{base}.embeddings.token_type_ids")
+
+
+def _pairs(arch: str, stream: str, target: str, layers: int, tie_weights: bool) -> list[tuple[str, list[str]]]:
+    if arch not in ARCHS:
+        raise ModalzooError(f"unknown arch '{arch}'; expected one of {', '.join(ARCHS)}")
+    names = dict(ARCHS[arch], s=stream, t=target)
+    pairs = []
+    for zoo, hf in TABLE:
+        hf = hf if isinstance(hf, list) else [hf]
+        for i in range(layers) if "{i}" in zoo else [None]:
+            for p in ("weight", "bias") if "{p}" in zoo else [None]:
+                fill = dict(names, i=i, p=p)
+                pairs.append((zoo.format(**fill), [h.format(**fill) for h in hf]))
+    if not tie_weights:
+        pairs.append((f"targets.{target}.decoder.weight", [f"{names['head']}.decoder.weight"]))
+    return pairs
+
+
+def _layers(keys, pattern: str) -> int:
+    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
+    return max(found) + 1 if found else 0
+
+
+def _check_keys(missing: list[str], unexpected: list[str], source: str) -> None:
+    def listed(keys: list[str], limit: int = 8) -> str:
+        more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+        return ", ".join(keys[:limit]) + more
+
+    if missing or unexpected:
+        parts = ([f"missing {listed(missing)}"] if missing else []) + \
+                ([f"unmapped {listed(unexpected)}"] if unexpected else [])
+        raise ModalzooError(f"{source} state dict does not fit the zoo mapping: {'; '.join(parts)}")
+
+
+def hf_to_zoo(hf_state: Mapping[str, Tensor], stream: str = "text", target: str = "mlm", arch: str = "bert",
+              tie_weights: bool = True) -> dict[str, Tensor]:
+    """A `BertForMaskedLM`/`RobertaForMaskedLM` state dict as zoo `PretrainModel` names.
+
+    Every HF tensor is either mapped or known to be redundant (buffers; the tied decoder, which must equal
+    the word embedding; the decoder bias, which must equal the head bias); anything else raises.
+    """
+    layers = _layers(hf_state, rf"{re.escape(arch)}\.encoder\.layer\.(\d+)\.")
+    pairs = _pairs(arch, stream, target, layers, tie_weights)
+    names = ARCHS[arch]
+    missing = [h for _, hs in pairs for h in hs if h not in hf_state]
+    used = {h for _, hs in pairs for h in hs} | {b.format(**names) for b in IGNORED_BUFFERS}
+    copies = {f"{names['head']}.decoder.bias": f"{names['head']}.bias"}   # HF ties these
+    if tie_weights:
+        copies[f"{names['head']}.decoder.weight"] = f"{names['base']}.embeddings.word_embeddings.weight"
+    for copy, original in copies.items():
+        if copy in hf_state:
+            used.add(copy)
+            if original in hf_state and not torch.equal(hf_state[copy], hf_state[original]):
+                raise ModalzooError(f"'{copy}' differs from '{original}': the zoo ties them"
+                                    + (" (build the zoo model with tie_weights: false)" if "weight" in copy else ""))
+    _check_keys(missing, sorted(set(hf_state) - used), f"HF {arch}")
+    return {zoo: torch.cat([hf_state[h] for h in hs]) if len(hs) > 1 else hf_state[hs[0]] for zoo, hs in pairs}
+
+
+def zoo_to_hf(zoo_state: Mapping[str, Tensor], stream: str = "text", target: str = "mlm", arch: str = "bert",
+              ) -> dict[str, Tensor]:
+    """The inverse of `hf_to_zoo`: zoo names -> HF names, with the tied decoder weight and bias filled in."""
+    layers = _layers(zoo_state, rf"streams\.{re.escape(stream)}\.encoder\.blocks\.(\d+)\.")
+    tie_weights = f"targets.{target}.decoder.weight" not in zoo_state
+    pairs = _pairs(arch, stream, target, layers, tie_weights)
+    zoo_names = {z for z, _ in pairs}
+    _check_keys([z for z, _ in pairs if z not in zoo_state], sorted(set(zoo_state) - zoo_names), "zoo")
+    hf: dict[str, Tensor] = {}
+    for zoo, hs in pairs:
+        if len(hs) == 1:
+            hf[hs[0]] = zoo_state[zoo]
+        else:   # copies, not views of qkv: tensors sharing storage are refused by safetensors
+            hf.update((h, part.clone()) for h, part in zip(hs, zoo_state[zoo].chunk(len(hs))))
+    names = ARCHS[arch]
+    hf[f"{names['head']}.decoder.bias"] = hf[f"{names['head']}.bias"]
+    if tie_weights:
+        hf[f"{names['head']}.decoder.weight"] = hf[f"{names['base']}.embeddings.word_embeddings.weight"]
+    return hf
+
+
+HIDDEN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "relu": "relu"}
+
+
+def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch: str = "bert") -> dict:
+    """`BertConfig`/`RobertaConfig` kwargs for a recipe (or its ``model`` section).
+
+    Raises ModalzooError naming the first option the HF architecture cannot express.
+    """
+    if arch not in ARCHS:
+        raise ModalzooError(f"unknown arch '{arch}'; expected one of {', '.join(ARCHS)}")
+    model = to_plain(recipe_cfg)
+    model = model["model"] if "model" in model else model
+    streams, targets = model.get("streams") or {}, model.get("targets") or {}
+    where_s, where_t = f"model.streams.{stream}", f"model.targets.{target}"
+    if stream not in streams or target not in targets:
+        raise ModalzooError(f"{arch} export needs '{where_s}' and '{where_t}'")
+    extra = [f"model.streams.{n}" for n in streams if n != stream] + \
+            [f"model.targets.{n}" for n in targets if n != target] + \
+            [f"{where_s}.{slot}" for slot in ("target_embedding", "decoder") if streams[stream].get(slot)]
+    if extra:
+        raise ModalzooError(f"{arch} has one text encoder and one MLM head; it cannot express {', '.join(extra)}")
+    spec = streams[stream]
+    for where, spec_, name in ((f"{where_s}.embedding", spec["embedding"], "token"),
+                               (f"{where_s}.encoder", spec["encoder"], "transformer"), (where_t, targets[target], "mlm")):
+        if spec_.get("name") != name:
+            raise ModalzooError(f"'{where}.name' = {spec_.get('name')!r}: {arch} export needs '{name}'")
+    emb = EMBEDDINGS.make_config(spec["embedding"], f"{where_s}.embedding")
+    enc = ENCODERS.make_config(spec["encoder"], f"{where_s}.encoder")
+    mlm = TARGETS.make_config(targets[target], where_t)
+
+    offset = 2 if arch == "roberta" else 0    # padding_idx + 1 in RoBERTa, with padding_idx = pad_token_id = 1
+    need = {  # option -> (its value, the value BERT/RoBERTa has)
+        f"{where_s}.encoder.prenorm": (enc.prenorm, False),
+        f"{where_s}.encoder.final_norm": (enc.final_norm, False),
+        f"{where_s}.encoder.norm": (enc.norm, "layernorm"),
+        f"{where_s}.encoder.positions": (enc.positions, "none"),
+        f"{where_s}.encoder.mask": (enc.mask, "bidirectional"),
+        f"{where_s}.encoder.bias": (enc.bias, True),
+        f"{where_s}.encoder.cross_attention": (enc.cross_attention, False),
+        f"{where_s}.encoder.dim": (enc.dim, emb.dim),
+        f"{where_s}.embedding.positions": (emb.positions, "learned"),
+        f"{where_s}.embedding.position_offset": (emb.position_offset, offset),
+        f"{where_s}.embedding.norm": (emb.norm, "layernorm"),
+        f"{where_s}.embedding.norm_eps": (emb.norm_eps, enc.norm_eps),
+        f"{where_s}.embedding.dropout": (emb.dropout, enc.dropout),
+        f"{where_t}.head_norm": (mlm.head_norm, "layernorm"),
+        f"{where_t}.head_norm_eps": (mlm.head_norm_eps, enc.norm_eps),
+        # BERT's head uses hidden_act; RoBERTa's is always exact GELU
+        f"{where_t}.head_activation": (mlm.head_activation, enc.activation if arch == "bert" else "gelu"),
+    }
+    if enc.activation not in HIDDEN_ACT:
+        need[f"{where_s}.encoder.activation"] = (enc.activation, "|".join(HIDDEN_ACT))
+    if emb.type_vocab_size < 1:
+        need[f"{where_s}.embedding.type_vocab_size"] = (emb.type_vocab_size, ">= 1")
+    bad = [f"{key}={got!r} (needs {want!r})" for key, (got, want) in need.items() if got != want]
+    if bad:
+        raise ModalzooError(f"{arch} cannot express {', '.join(bad)}")
+    return dict(vocab_size=emb.vocab_size, hidden_size=enc.dim, num_hidden_layers=enc.layers,
+                num_attention_heads=enc.heads, intermediate_size=enc.hidden_ffn,
+                max_position_embeddings=emb.max_positions + emb.position_offset,
+                type_vocab_size=emb.type_vocab_size, layer_norm_eps=enc.norm_eps,
+                hidden_act=HIDDEN_ACT[enc.activation], hidden_dropout_prob=enc.dropout,
+                attention_probs_dropout_prob=enc.attn_dropout, tie_word_embeddings=mlm.tie_weights,
+                **({"pad_token_id": offset - 1} if arch == "roberta" else {}))

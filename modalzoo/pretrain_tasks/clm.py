@@ -1,0 +1,73 @@
+"""Causal / sequence-to-sequence language modelling: next-token prediction (GPT) on an encoder's
+output, or target-token prediction (T5/BART) on a decoder's output. The output matrix is tied to the
+embedding that produced the tokens being predicted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..registry import TARGETS
+from .base import StreamOutput, Target, TargetConfig, TaskOutput
+
+IGNORE = -100
+
+
+@dataclass
+class CLMConfig(TargetConfig):
+    stream: str = "text"
+    source: Literal["encoder", "decoder"] = "encoder"   # decoder-only (GPT) or encoder-decoder (T5)
+    tie_weights: bool = True
+
+
+@TARGETS.register("clm")
+class CausalLM(Target):
+    """Next-token loss (GPT) or decoder target-token loss (T5); packed documents never predict across."""
+
+    Config = CLMConfig
+
+    def __init__(self, cfg: CLMConfig, streams: nn.ModuleDict):
+        super().__init__(cfg, streams)
+        stream = streams[cfg.stream]
+        embedding = stream.embedding if cfg.source == "encoder" else stream.target_embedding
+        if embedding is None:
+            raise ValueError(f"clm with source=decoder needs a target_embedding in stream '{cfg.stream}'")
+        vocab, dim = embedding.output_weight.shape
+        self.head = None if cfg.tie_weights else nn.Linear(dim, vocab, bias=False)
+
+    def _weight(self, out: StreamOutput) -> Tensor:
+        if self.head is not None:
+            return self.head.weight
+        embedding = out.stream.embedding if self.cfg.source == "encoder" else out.stream.target_embedding
+        return embedding.output_weight
+
+    def _labels(self, batch: dict[str, Tensor]) -> Tensor:
+        if self.cfg.source == "decoder":
+            return batch["decoder_labels"]
+        ids = batch["input_ids"]
+        labels = torch.full_like(ids, IGNORE)
+        labels[:, :-1] = ids[:, 1:]
+        valid = torch.ones_like(ids, dtype=torch.bool)
+        if "attention_mask" in batch:
+            valid[:, :-1] = batch["attention_mask"][:, 1:].bool()
+        if "segment_ids" in batch:                      # the last token of a document predicts nothing
+            seg = batch["segment_ids"]
+            valid[:, :-1] &= seg[:, 1:] == seg[:, :-1]
+        valid[:, -1] = False
+        return labels.masked_fill(~valid, IGNORE)
+
+    def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:
+        out = outputs[self.cfg.stream]
+        hidden = (out.hidden if self.cfg.source == "encoder" else out.decoded).x
+        labels = self._labels(batch)
+        selected = labels != IGNORE
+        logits = F.linear(hidden[selected], self._weight(out))
+        targets = labels[selected]
+        loss = F.cross_entropy(logits.float(), targets)
+        accuracy = (logits.argmax(-1) == targets).float().mean()
+        return TaskOutput(loss=loss, metrics={"accuracy": accuracy, "perplexity": loss.detach().exp()},
+                          count=targets.numel())

@@ -1,0 +1,105 @@
+"""CLIP's contrastive image-text target: pooled features from two streams, linear projections, a
+learnable temperature clamped as in CLIP, and cross-rank gathering with gradients (or a local loss)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..registry import TARGETS
+from ..tokens import Tokens
+from .base import StreamOutput, Target, TargetConfig, TaskOutput
+
+Pooling = Literal["cls", "last", "mean"]
+
+
+@dataclass
+class ContrastiveConfig(TargetConfig):
+    streams: list[str] = field(default_factory=lambda: ["image", "text"])
+    pooling: list[str] = field(default_factory=lambda: ["cls", "last"])  # per stream: cls | last | mean
+    embed_dim: int = 64
+    init_temperature: float = 0.07
+    max_logit_scale: float = 100.0   # CLIP clamps exp(logit_scale) at 100
+    gather: Literal["with_grad", "none"] = "with_grad"
+    local_loss: bool = False         # open_clip: local features against all gathered features
+
+    def __post_init__(self):
+        if len(self.streams) != 2 or len(self.pooling) != 2:
+            raise ValueError("contrastive needs exactly two streams and one pooling per stream")
+        bad = [p for p in self.pooling if p not in ("cls", "last", "mean")]
+        if bad:
+            raise ValueError(f"pooling must be cls, last or mean; got {bad}")
+
+
+def pool(tokens: Tokens, how: str) -> Tensor:
+    x = tokens.x
+    if how == "cls":
+        return x[:, 0]
+    if tokens.pad_mask is None:
+        return x[:, -1] if how == "last" else x.mean(1)
+    if how == "last":                                  # CLIP text: the end-of-text token
+        last = tokens.pad_mask.long().sum(1) - 1
+        return x[torch.arange(x.shape[0], device=x.device), last]
+    m = tokens.pad_mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def gather_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """All ranks' features, differentiable (each rank's gradient flows back to its own features)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return a, b
+    return torch.cat(dist_fn.all_gather(a), 0), torch.cat(dist_fn.all_gather(b), 0)
+
+
+@TARGETS.register("contrastive")
+class Contrastive(Target):
+    """Symmetric InfoNCE between two streams (CLIP, CLAP)."""
+
+    Config = ContrastiveConfig
+    no_decay = ("logit_scale",)
+
+    def __init__(self, cfg: ContrastiveConfig, streams: nn.ModuleDict):
+        super().__init__(cfg, streams)
+        for name in cfg.streams:
+            if name not in streams:
+                raise ValueError(f"contrastive reads stream '{name}', but the model has {list(streams)}")
+        self.projections = nn.ModuleDict({
+            name: nn.Linear(streams[name].encoder.dim, cfg.embed_dim, bias=False) for name in cfg.streams})
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
+
+    def init_weights(self) -> None:
+        with torch.no_grad():
+            self.logit_scale.fill_(math.log(1 / self.cfg.init_temperature))
+
+    def features(self, name: str, tokens: Tokens, how: str) -> Tensor:
+        return F.normalize(self.projections[name](pool(tokens, how)), dim=-1)
+
+    def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:
+        (a_name, b_name), (a_pool, b_pool) = self.cfg.streams, self.cfg.pooling
+        a = self.features(a_name, outputs[a_name].hidden, a_pool)
+        b = self.features(b_name, outputs[b_name].hidden, b_pool)
+        scale = self.logit_scale.clamp(max=math.log(self.cfg.max_logit_scale)).exp()
+        offset = 0
+        if self.cfg.gather == "with_grad":
+            all_a, all_b = gather_features(a, b)
+            if self.cfg.local_loss:
+                offset = dist.get_rank() * a.shape[0] if dist.is_initialized() else 0
+                logits_a, logits_b = scale * a @ all_b.T, scale * b @ all_a.T
+            else:
+                logits_a = scale * all_a @ all_b.T
+                logits_b = logits_a.T
+        else:
+            logits_a = scale * a @ b.T
+            logits_b = logits_a.T
+        labels = torch.arange(logits_a.shape[0], device=a.device) + offset
+        loss = (F.cross_entropy(logits_a.float(), labels) + F.cross_entropy(logits_b.float(), labels)) / 2
+        accuracy = (logits_a.argmax(-1) == labels).float().mean()
+        return TaskOutput(loss=loss, metrics={"accuracy": accuracy, "logit_scale": scale.detach()},
+                          count=a.shape[0])
