@@ -43,9 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--batches", type=int, default=50, help="validation batches to average (default 50)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import your module first (runs that use your own components)")
 
     data = sub.add_parser("data", help="Build the sample data sets or pack your own into shards.",
-                          description="Build the sample data sets or pack your own into webdataset shards.")
+                          description="Build the sample data sets or pack your own into webdataset shards.",
+                          formatter_class=fmt, epilog="examples:\n  " + EXAMPLES["data build"] + "\n  "
+                          + EXAMPLES["data pack-text"])
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     p = command("data build", "Build a sample data set offline from what is installed.", data_sub)
     p.add_argument("name", help="text-sample, ... (see `modalzoo list sample_data`)")
@@ -85,7 +89,12 @@ def _import_plugins(modules: list[str]) -> None:
 
 
 def run(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:                         # overrides may come after options: train RECIPE --import m a=1
+        if args.command != "train" or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
     import modalzoo
     _import_plugins(getattr(args, "imports", []))
     if args.command == "list":

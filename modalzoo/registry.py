@@ -84,7 +84,14 @@ class Registry:
                               f"registered {self.kind} ({', '.join(self.names())})")
         entry = self.get(spec["name"], where + ".name" if where else "name")
         options = {k: v for k, v in spec.items() if k != "name"}
-        return dataclass_from_dict(entry.config, options, where)
+        try:
+            return dataclass_from_dict(entry.config, options, where)
+        except ConfigError as err:
+            if "unknown key" not in str(err):
+                raise
+            # Hydra merges mappings: a recipe that swaps a component keeps the old one's options.
+            raise ConfigError(f"{err} (for {self.kind} '{entry.name}'; if a recipe replaced another {self.kind} "
+                              "here, remove the old options with ~key or define the section in full)") from None
 
     def build(self, spec: Mapping | DictConfig | Any, where: str = "", **context) -> Any:
         cfg = spec if dataclasses.is_dataclass(spec) else self.make_config(spec, where)

@@ -48,6 +48,7 @@ IGNORED_BUFFERS = ("{base}.embeddings.position_ids", "{base}.embeddings.token_ty
 
 
 def _pairs(arch: str, stream: str, target: str, layers: int, tie_weights: bool) -> list[tuple[str, list[str]]]:
+    """(zoo name, [HF names]) for every zoo tensor."""
     if arch not in ARCHS:
         raise ModalzooError(f"unknown arch '{arch}'; expected one of {', '.join(ARCHS)}")
     names = dict(ARCHS[arch], s=stream, t=target)
@@ -58,9 +59,19 @@ def _pairs(arch: str, stream: str, target: str, layers: int, tie_weights: bool) 
             for p in ("weight", "bias") if "{p}" in zoo else [None]:
                 fill = dict(names, i=i, p=p)
                 pairs.append((zoo.format(**fill), [h.format(**fill) for h in hf]))
-    if not tie_weights:
+    if not tie_weights:   # HF's forward adds decoder.bias; untied (transformers >= 5) it is not the head bias
+        pairs = [(z, [f"{names['head']}.decoder.bias"] if z == f"targets.{target}.bias" else hs) for z, hs in pairs]
         pairs.append((f"targets.{target}.decoder.weight", [f"{names['head']}.decoder.weight"]))
     return pairs
+
+
+def _duplicates(arch: str, tie_weights: bool) -> dict[str, str]:
+    """HF keys that repeat a mapped HF key: tied to it, or (untied) a head bias HF's forward never reads."""
+    base, head = ARCHS[arch]["base"], ARCHS[arch]["head"]
+    if tie_weights:
+        return {f"{head}.decoder.weight": f"{base}.embeddings.word_embeddings.weight",
+                f"{head}.decoder.bias": f"{head}.bias"}
+    return {f"{head}.bias": f"{head}.decoder.bias"}
 
 
 def _layers(keys, pattern: str) -> int:
@@ -84,29 +95,29 @@ def hf_to_zoo(hf_state: Mapping[str, Tensor], stream: str = "text", target: str 
     """A `BertForMaskedLM`/`RobertaForMaskedLM` state dict as zoo `PretrainModel` names.
 
     Every HF tensor is either mapped or known to be redundant (buffers; the tied decoder, which must equal
-    the word embedding; the decoder bias, which must equal the head bias); anything else raises.
+    the word embedding and head bias); anything else raises. ``tie_weights=False`` maps the decoder to the
+    zoo's untied ``targets.<target>.decoder``.
     """
     layers = _layers(hf_state, rf"{re.escape(arch)}\.encoder\.layer\.(\d+)\.")
     pairs = _pairs(arch, stream, target, layers, tie_weights)
-    names = ARCHS[arch]
-    missing = [h for _, hs in pairs for h in hs if h not in hf_state]
-    used = {h for _, hs in pairs for h in hs} | {b.format(**names) for b in IGNORED_BUFFERS}
-    copies = {f"{names['head']}.decoder.bias": f"{names['head']}.bias"}   # HF ties these
-    if tie_weights:
-        copies[f"{names['head']}.decoder.weight"] = f"{names['base']}.embeddings.word_embeddings.weight"
-    for copy, original in copies.items():
-        if copy in hf_state:
-            used.add(copy)
-            if original in hf_state and not torch.equal(hf_state[copy], hf_state[original]):
-                raise ModalzooError(f"'{copy}' differs from '{original}': the zoo ties them"
-                                    + (" (build the zoo model with tie_weights: false)" if "weight" in copy else ""))
-    _check_keys(missing, sorted(set(hf_state) - used), f"HF {arch}")
+    duplicates = _duplicates(arch, tie_weights)
+    for copy, original in duplicates.items():
+        if tie_weights and copy in hf_state and original in hf_state and \
+                not torch.equal(hf_state[copy], hf_state[original]):
+            raise ModalzooError(f"'{copy}' differs from '{original}': the zoo ties them"
+                                + (" (build the zoo model with tie_weights: false)" if "weight" in copy else ""))
+    mapped = {h for _, hs in pairs for h in hs}
+    ignored = set(duplicates) | {b.format(**ARCHS[arch]) for b in IGNORED_BUFFERS}
+    _check_keys([h for _, hs in pairs for h in hs if h not in hf_state],
+                sorted(set(hf_state) - mapped - ignored), f"HF {arch}")
     return {zoo: torch.cat([hf_state[h] for h in hs]) if len(hs) > 1 else hf_state[hs[0]] for zoo, hs in pairs}
 
 
 def zoo_to_hf(zoo_state: Mapping[str, Tensor], stream: str = "text", target: str = "mlm", arch: str = "bert",
               ) -> dict[str, Tensor]:
-    """The inverse of `hf_to_zoo`: zoo names -> HF names, with the tied decoder weight and bias filled in."""
+    """The inverse of `hf_to_zoo`: zoo names -> HF names, with the tied decoder weight and bias filled in.
+
+    An untied zoo head (a ``targets.<target>.decoder.weight``) gives an untied HF decoder."""
     layers = _layers(zoo_state, rf"streams\.{re.escape(stream)}\.encoder\.blocks\.(\d+)\.")
     tie_weights = f"targets.{target}.decoder.weight" not in zoo_state
     pairs = _pairs(arch, stream, target, layers, tie_weights)
@@ -118,10 +129,8 @@ def zoo_to_hf(zoo_state: Mapping[str, Tensor], stream: str = "text", target: str
             hf[hs[0]] = zoo_state[zoo]
         else:   # copies, not views of qkv: tensors sharing storage are refused by safetensors
             hf.update((h, part.clone()) for h, part in zip(hs, zoo_state[zoo].chunk(len(hs))))
-    names = ARCHS[arch]
-    hf[f"{names['head']}.decoder.bias"] = hf[f"{names['head']}.bias"]
-    if tie_weights:
-        hf[f"{names['head']}.decoder.weight"] = hf[f"{names['base']}.embeddings.word_embeddings.weight"]
+    for copy, original in _duplicates(arch, tie_weights).items():
+        hf[copy] = hf[original]
     return hf
 
 
@@ -131,12 +140,12 @@ HIDDEN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "q
 def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch: str = "bert") -> dict:
     """`BertConfig`/`RobertaConfig` kwargs for a recipe (or its ``model`` section).
 
-    Raises ModalzooError naming the first option the HF architecture cannot express.
+    Raises ModalzooError naming every option the HF architecture cannot express.
     """
     if arch not in ARCHS:
         raise ModalzooError(f"unknown arch '{arch}'; expected one of {', '.join(ARCHS)}")
     model = to_plain(recipe_cfg)
-    model = model["model"] if "model" in model else model
+    model = model.get("model", model)
     streams, targets = model.get("streams") or {}, model.get("targets") or {}
     where_s, where_t = f"model.streams.{stream}", f"model.targets.{target}"
     if stream not in streams or target not in targets:
@@ -147,10 +156,10 @@ def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch
     if extra:
         raise ModalzooError(f"{arch} has one text encoder and one MLM head; it cannot express {', '.join(extra)}")
     spec = streams[stream]
-    for where, spec_, name in ((f"{where_s}.embedding", spec["embedding"], "token"),
-                               (f"{where_s}.encoder", spec["encoder"], "transformer"), (where_t, targets[target], "mlm")):
-        if spec_.get("name") != name:
-            raise ModalzooError(f"'{where}.name' = {spec_.get('name')!r}: {arch} export needs '{name}'")
+    for where, part, name in ((f"{where_s}.embedding", spec["embedding"], "token"),
+                              (f"{where_s}.encoder", spec["encoder"], "transformer"), (where_t, targets[target], "mlm")):
+        if part.get("name") != name:
+            raise ModalzooError(f"'{where}.name' = {part.get('name')!r}: {arch} export needs '{name}'")
     emb = EMBEDDINGS.make_config(spec["embedding"], f"{where_s}.embedding")
     enc = ENCODERS.make_config(spec["encoder"], f"{where_s}.encoder")
     mlm = TARGETS.make_config(targets[target], where_t)
@@ -173,7 +182,8 @@ def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch
         f"{where_t}.head_norm": (mlm.head_norm, "layernorm"),
         f"{where_t}.head_norm_eps": (mlm.head_norm_eps, enc.norm_eps),
         # BERT's head uses hidden_act; RoBERTa's is always exact GELU
-        f"{where_t}.head_activation": (mlm.head_activation, enc.activation if arch == "bert" else "gelu"),
+        f"{where_t}.head_activation": (mlm.head_activation, enc.activation if arch == "bert"
+                                       and enc.activation in HIDDEN_ACT else "gelu"),
     }
     if enc.activation not in HIDDEN_ACT:
         need[f"{where_s}.encoder.activation"] = (enc.activation, "|".join(HIDDEN_ACT))

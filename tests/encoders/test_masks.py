@@ -18,6 +18,15 @@ ATOL = 1e-5
 POSITIONS = ["none", "rope", "alibi"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: a second intra-op thread only adds sync overhead (20x on a busy box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make(mask="bidirectional", positions="none", layers=2, seed=0, **kw) -> Transformer:
     torch.manual_seed(seed)
     return Transformer(TransformerConfig(dim=DIM, heads=HEADS, layers=layers, mask=mask,
@@ -186,7 +195,7 @@ def packed(doc_a, doc_b, tail_pad=0, pad_seed=5):
     seg = torch.tensor([[0] * na + [1] * nb + [2] * tail_pad])
     pos = torch.cat([torch.arange(na), torch.arange(nb), torch.arange(tail_pad)])[None]
     pad = (torch.arange(na + nb + tail_pad) < na + nb)[None]
-    return dict(x=x, segment_ids=seg, positions=pos, pad_mask=pad if tail_pad else None)
+    return {"x": x, "segment_ids": seg, "positions": pos, "pad_mask": pad if tail_pad else None}
 
 
 @pytest.mark.parametrize("tail_pad", [0, 3])
