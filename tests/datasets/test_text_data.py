@@ -1,0 +1,98 @@
+"""Text shards: the sample builder, pack-text, splitting across readers, corrupt samples, packing masks."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+import torch
+
+from modalzoo.datasets import shards
+from modalzoo.datasets.pack_text import pack_text
+from modalzoo.datasets.shards import ShardStream, list_shards
+from modalzoo.datasets.text import TextData, TextDataConfig, decode_texts
+from modalzoo.errors import ModalzooError
+
+
+def test_text_sample_is_real_prose_split_by_file(text_sample):
+    info = json.loads((text_sample / "info.json").read_text())
+    assert info["documents"]["train"] > 50 and info["documents"]["validation"] > 3
+    data = TextData(TextDataConfig(path=str(text_sample)))
+    train, val = list(data.texts("train")), list(data.texts("validation"))
+    assert len(set(train) & set(val)) == 0
+    words = " ".join(train[:200]).lower().split()
+    assert sum(w in {"the", "a", "of", "to", "is"} for w in words) / len(words) > 0.05   # English
+
+
+def test_pack_text_txt_and_jsonl(tmp_path):
+    (tmp_path / "a.txt").write_text("first doc\nstill first\n\nsecond doc\n\n\nthird doc\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "json doc one"}) + "\n\n" + json.dumps({"text": "two"}) + "\n")
+    counts = pack_text([tmp_path / "a.txt", tmp_path / "b.jsonl"], tmp_path / "out")
+    assert counts == {"train": 5, "validation": 0}
+    data = TextData(TextDataConfig(path=str(tmp_path / "out")))
+    assert list(data.texts("train")) == ["first doc\nstill first", "second doc", "third doc", "json doc one", "two"]
+    per_line = pack_text([tmp_path / "a.txt"], tmp_path / "lines", per="line")
+    assert per_line["train"] == 4
+
+
+def test_pack_text_errors(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(ModalzooError, match="bad.jsonl:1: no string field 'text'"):
+        pack_text([tmp_path / "bad.jsonl"], tmp_path / "o")
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(ModalzooError, match="expected a .txt or .jsonl"):
+        pack_text([tmp_path / "x.csv"], tmp_path / "o")
+
+
+def test_shards_split_across_ranks_and_workers_without_overlap(text_sample, monkeypatch):
+    """2 ranks x 2 loader workers read every sample of an epoch exactly once."""
+    urls = list_shards(text_sample, "train")
+    seen = []
+    for rank in range(2):
+        monkeypatch.setattr(shards.dist, "is_initialized", lambda: True)
+        monkeypatch.setattr(shards.dist, "get_rank", lambda r=rank: r)
+        monkeypatch.setattr(shards.dist, "get_world_size", lambda: 2)
+        stream = ShardStream(urls, lambda samples, skips: ({"key": s["__key__"]} for s in samples),
+                             seed=3, shuffle=True, shuffle_buffer=10, repeat=False)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+        seen += [b["key"] for b in loader]
+    monkeypatch.undo()
+    everything = [s["__key__"] for s in ShardStream(urls, lambda s, k: s, shuffle=False, repeat=False)]
+    assert len(seen) == len(everything) and set(seen) == set(everything)
+
+
+def test_corrupt_sample_is_skipped_and_counted(tmp_path):
+    shard = tmp_path / "train" / "shard-000000.tar"
+    shard.parent.mkdir()
+    with tarfile.open(shard, "w") as tar:
+        for key, payload in [("a", "good one".encode()), ("b", b"\xff\xfe\xfa bad utf8"), ("c", b"good two")]:
+            info = tarfile.TarInfo(f"{key}.txt")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    skips = shards.SkipCounter()
+    stream = ShardStream([str(shard)], lambda samples, k: decode_texts(samples, skips), shuffle=False, repeat=False)
+    assert list(stream) == ["good one", "good two"]
+    assert skips.skipped == 1
+
+
+def test_missing_shards_name_the_build_command(tmp_path):
+    with pytest.raises(ModalzooError, match="modalzoo data build text-sample"):
+        TextData(TextDataConfig(path=str(tmp_path))).shards("train")
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_batches_are_ready_for_the_model(text_sample, packing):
+    data = TextData(TextDataConfig(path=str(text_sample), seq_len=48, packing=packing, num_workers=0,
+                                   tokenizer={"name": "wordpiece", "vocab_size": 600}))
+    tok = data.prepare(None).tokenizer
+    batch = next(iter(data.loader("train", 4, [], seed=0, train=True)))
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert ids.shape[0] == 4 and ids.shape[1] <= 48
+    assert (ids[~mask] == tok.pad_id).all()
+    assert (ids[:, 0] == tok.bos_id).all()
+    if packing:
+        assert ids.shape[1] == 48 and (batch["segment_ids"].max(1).values >= 1).all()
+        starts = batch["position_ids"] == 0
+        assert (ids[starts & mask] == tok.bos_id).all()          # every packed document starts with [CLS]
