@@ -230,7 +230,7 @@ def corpus_batches(cfg, transforms_for, n: int, seed: int) -> tuple[list[dict], 
     for packing in (True, False):
         torch.manual_seed(seed)
         batcher = TextBatcher(tok, SHAPE["seq_len"], packing, SHAPE["batch_size"], transforms, drop_last=True)
-        stream = ShardStream(data.shards(cfg.data.train_split), batcher, shuffle=False, repeat=False)
+        stream = ShardStream(data.shards(data.cfg.train_split), batcher, shuffle=False, repeat=False)
         batches = list(itertools.islice(iter(stream), n))
         if len(batches) < n:
             raise SystemExit(f"the corpus gives only {len(batches)} batches; ask for fewer steps")
@@ -238,7 +238,7 @@ def corpus_batches(cfg, transforms_for, n: int, seed: int) -> tuple[list[dict], 
             b.pop("_skipped", None)
         out.append(batches)
     info = {"tokenizer_vocab": tok.vocab_size, "tokenizer": "wordpiece (modalzoo TextData.prepare, cached under "
-            "data/text-sample/tokenizers)", "shards": len(data.shards(cfg.data.train_split))}
+            "data/text-sample/tokenizers)", "shards": len(data.shards(data.cfg.train_split))}
     return out[0], out[1], info
 
 

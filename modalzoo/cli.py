@@ -120,6 +120,7 @@ def run(argv: list[str]) -> int:
     elif args.command == "data":
         if args.data_command == "build":
             import os
+
             from .model import import_components
             from .registry import SAMPLE_DATA
             import_components()

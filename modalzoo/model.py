@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from .errors import ConfigError
-from .pretrain_tasks.base import StreamOutput, Target
+from .pretrain_tasks.base import StreamOutput
 from .registry import DECODERS, EMBEDDINGS, ENCODERS, TARGET_EMBEDDINGS, TARGETS, closest, to_plain
 
 STREAM_SLOTS = ("embedding", "encoder", "target_embedding", "decoder")

@@ -21,7 +21,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, closest, unknown_name_message
 from .model import STREAM_SLOTS, import_components
-from .registry import DATASETS, OPTIMIZERS, SCHEDULERS, TARGETS, TOKENIZERS, dataclass_from_dict, hydra_schema, registry_for
+from .registry import (
+    DATASETS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    TARGETS,
+    TOKENIZERS,
+    dataclass_from_dict,
+    hydra_schema,
+    registry_for,
+)
 from .training.config import RecipeConfig, TrainerConfig
 
 ConfigStore.instance().store(name="modalzoo_recipe", node=hydra_schema(RecipeConfig))

@@ -110,7 +110,7 @@ def hydra_schema(config_type: type) -> type:
             return type(args[0])
         if origin in (typing.Union, types.UnionType):
             inner = [plain(a) for a in args if a is not type(None)]
-            return typing.Optional[inner[0]] if len(inner) == 1 and type(None) in args else Any
+            return typing.Optional[inner[0]] if len(inner) == 1 and type(None) in args else Any  # noqa: UP045
         if dataclasses.is_dataclass(hint):
             return hydra_schema(hint)
         return hint

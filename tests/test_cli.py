@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import run_cli, tiny_overrides
+from safetensors.torch import load_file
 
 
 @pytest.fixture(scope="module")

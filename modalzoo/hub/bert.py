@@ -156,8 +156,9 @@ def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch
     if extra:
         raise ModalzooError(f"{arch} has one text encoder and one MLM head; it cannot express {', '.join(extra)}")
     spec = streams[stream]
-    for where, part, name in ((f"{where_s}.embedding", spec["embedding"], "token"),
-                              (f"{where_s}.encoder", spec["encoder"], "transformer"), (where_t, targets[target], "mlm")):
+    parts = ((f"{where_s}.embedding", spec["embedding"], "token"),
+             (f"{where_s}.encoder", spec["encoder"], "transformer"), (where_t, targets[target], "mlm"))
+    for where, part, name in parts:
         if part.get("name") != name:
             raise ModalzooError(f"'{where}.name' = {part.get('name')!r}: {arch} export needs '{name}'")
     emb = EMBEDDINGS.make_config(spec["embedding"], f"{where_s}.embedding")

@@ -28,7 +28,8 @@ def test_text_sample_is_real_prose_split_by_file(text_sample):
 
 def test_pack_text_txt_and_jsonl(tmp_path):
     (tmp_path / "a.txt").write_text("first doc\nstill first\n\nsecond doc\n\n\nthird doc\n")
-    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "json doc one"}) + "\n\n" + json.dumps({"text": "two"}) + "\n")
+    records = [json.dumps({"text": "json doc one"}), "", json.dumps({"text": "two"})]
+    (tmp_path / "b.jsonl").write_text("\n".join(records) + "\n")
     counts = pack_text([tmp_path / "a.txt", tmp_path / "b.jsonl"], tmp_path / "out")
     assert counts == {"train": 5, "validation": 0}
     data = TextData(TextDataConfig(path=str(tmp_path / "out")))
@@ -67,7 +68,7 @@ def test_corrupt_sample_is_skipped_and_counted(tmp_path):
     shard = tmp_path / "train" / "shard-000000.tar"
     shard.parent.mkdir()
     with tarfile.open(shard, "w") as tar:
-        for key, payload in [("a", "good one".encode()), ("b", b"\xff\xfe\xfa bad utf8"), ("c", b"good two")]:
+        for key, payload in [("a", b"good one"), ("b", b"\xff\xfe\xfa bad utf8"), ("c", b"good two")]:
             info = tarfile.TarInfo(f"{key}.txt")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
