@@ -29,6 +29,7 @@ demo: data
 	@echo "loss curve: $(DEMO_RUN)/loss_curve.png"
 
 test: $(STAMP)
+	$(BIN)/ruff check modalzoo tests benchmarks
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

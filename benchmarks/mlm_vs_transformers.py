@@ -70,6 +70,7 @@ def zoo_overrides(dropout: float) -> list[str]:
 
 def build_zoo(dropout: float):
     import modalzoo
+    import modalzoo.datasets.text  # noqa: F401  registers the `text` dataset even if components.py does not
     cfg = modalzoo.load_recipe("bert_mlm_tiny", overrides=zoo_overrides(dropout))
     return modalzoo.build_model(cfg), cfg
 
