@@ -153,3 +153,16 @@ def test_user_component_registers_and_builds():
 def test_register_requires_a_dataclass_config():
     with pytest.raises(TypeError, match="dataclass config"):
         Registry("thing").register("x")(type("X", (), {}))
+
+
+def test_a_fresh_interpreter_sees_every_component():
+    """`import modalzoo` alone registers everything (no test-import order can hide a missing import)."""
+    import json
+    import subprocess
+    import sys
+    code = "import json, modalzoo; print(json.dumps(modalzoo.list_components()))"
+    fresh = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                      check=True).stdout)
+    expected = {kind: reg.names() for kind, reg in REGISTRIES.items()}
+    expected["encoder"] = [n for n in expected["encoder"] if n != "test_identity"]
+    assert fresh == expected

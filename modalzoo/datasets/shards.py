@@ -53,10 +53,14 @@ class ShardWriter:
         self.close()
 
 
-def slot() -> tuple[int, int]:
-    """(this reader's index, number of readers) over all ranks x loader workers."""
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() \
-        else (0, 1)
+def slot(split_ranks: bool = True) -> tuple[int, int]:
+    """(this reader's index, number of readers) over all ranks x loader workers.
+
+    With ``split_ranks=False`` every rank reads the whole stream (validation: each rank sees the same
+    batches, which FSDP needs since every forward is collective).
+    """
+    distributed = split_ranks and dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     info = get_worker_info()
     worker, workers = (info.id, info.num_workers) if info else (0, 1)
     return rank * workers + worker, world * workers
@@ -80,17 +84,24 @@ class SkipCounter:
 
 
 class ShardStream(IterableDataset):
-    """Streams samples from shards through ``process`` (which batches them) in each loader worker.
+    """Streams batches from shards in each loader worker, resumable at any batch.
 
-    ``process(samples, skips)`` turns raw tar samples into batches; it may count its own skips.
+    ``batcher(samples, skips)`` turns raw tar samples into collated batches (decode, tokenize, pack);
+    ``finish(batch, generator)`` then applies the task transforms (masking) with a generator seeded
+    from (seed, reader, batch index), so every batch is a pure function of its position in the stream.
     With ``repeat`` the stream loops over epochs, reshuffling shards and samples from ``seed + epoch``.
+    ``start`` batches (counted per rank, as the trainer consumed them) are skipped without finishing
+    them, which is how a resumed run continues the same stream.
     """
 
-    def __init__(self, shards: list[str], process: Callable[[Iterable[dict], SkipCounter], Iterator[dict]],
-                 *, seed: int = 0, shuffle: bool = True, shuffle_buffer: int = 1000, repeat: bool = True):
+    def __init__(self, shards: list[str], batcher: Callable[[Iterable[dict], SkipCounter], Iterator[dict]],
+                 finish: Callable[[dict, torch.Generator], dict] | None = None, *, seed: int = 0,
+                 shuffle: bool = True, shuffle_buffer: int = 1000, repeat: bool = True, start: int = 0,
+                 split_ranks: bool = True):
         super().__init__()
-        self.shards, self.process, self.seed = shards, process, seed
-        self.shuffle, self.shuffle_buffer, self.repeat = shuffle, shuffle_buffer, repeat
+        self.shards, self.batcher, self.finish, self.seed = shards, batcher, finish, seed
+        self.shuffle, self.shuffle_buffer, self.repeat, self.start = shuffle, shuffle_buffer, repeat, start
+        self.split_ranks = split_ranks
 
     def shards_for(self, epoch: int, index: int, readers: int) -> list[str]:
         order = list(self.shards)
@@ -98,9 +109,7 @@ class ShardStream(IterableDataset):
             random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
         return order[index::readers]
 
-    def __iter__(self) -> Iterator[dict]:
-        index, readers = slot()
-        skips = SkipCounter()
+    def raw_batches(self, index: int, readers: int, skips: SkipCounter) -> Iterator[dict]:
         epoch = 0
         while True:
             mine = self.shards_for(epoch, index, readers)
@@ -108,10 +117,29 @@ class ShardStream(IterableDataset):
             if self.shuffle and self.shuffle_buffer > 1:
                 rng = random.Random(hash((self.seed, epoch, index)))
                 samples = _shuffle(samples, bufsize=self.shuffle_buffer, initial=self.shuffle_buffer // 4, rng=rng)
-            yield from self.process(samples, skips)
+            yield from self.batcher(samples, skips)
             epoch += 1
             if not self.repeat:
                 return
+
+    def __iter__(self) -> Iterator[dict]:
+        index, readers = slot(self.split_ranks)
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        # The DataLoader takes batches from its workers round-robin: this worker made every
+        # workers-th of the first `start` batches.
+        skip = (self.start - worker + workers - 1) // workers
+        skips = SkipCounter()
+        for i, batch in enumerate(self.raw_batches(index, readers, skips)):
+            if i < skip:
+                skips.take()
+                continue
+            if self.finish is not None:
+                generator = torch.Generator().manual_seed(hash((self.seed, index, i)) & 0x7FFF_FFFF_FFFF)
+                batch = self.finish(batch, generator)
+            if isinstance(batch, dict):
+                batch["_skipped"] = torch.tensor(skips.take())
+            yield batch
 
 
 def loader(stream: ShardStream, num_workers: int, seed: int) -> torch.utils.data.DataLoader:

@@ -48,12 +48,11 @@ def decode_texts(samples: Iterable[dict], skips: SkipCounter) -> Iterator[str]:
 
 
 class TextBatcher:
-    """Runs in each loader worker: tokenize, chunk, pack or pad, batch, then the task transforms."""
+    """Runs in each loader worker: decode, tokenize, chunk, then pack or pad into batches."""
 
-    def __init__(self, tokenizer: TextTokenizer, seq_len: int, packing: bool, batch_size: int,
-                 transforms: list[Callable[[dict], dict]], drop_last: bool):
+    def __init__(self, tokenizer: TextTokenizer, seq_len: int, packing: bool, batch_size: int, drop_last: bool):
         self.tokenizer, self.seq_len, self.packing = tokenizer, seq_len, packing
-        self.batch_size, self.transforms, self.drop_last = batch_size, transforms, drop_last
+        self.batch_size, self.drop_last = batch_size, drop_last
         self.special = SpecialIds(tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
 
     def documents(self, texts: Iterable[str]) -> Iterator[tuple[list[int], list[int]]]:
@@ -68,11 +67,19 @@ class TextBatcher:
             groups = (stack(list(g)) for g in _chunks(rows, self.batch_size, self.drop_last))
         else:
             groups = (pad_batch(list(g), self.special.pad) for g in _chunks(docs, self.batch_size, self.drop_last))
-        for batch in groups:
-            for fn in self.transforms:
-                batch = fn(batch)
-            batch["_skipped"] = torch.tensor(skips.take())
-            yield batch
+        yield from groups
+
+
+class Transforms:
+    """The targets' batch transforms, applied in order (picklable, for loader workers)."""
+
+    def __init__(self, transforms: list[Callable[..., dict]]):
+        self.transforms = transforms
+
+    def __call__(self, batch: dict, generator: torch.Generator) -> dict:
+        for fn in self.transforms:
+            batch = fn(batch, generator)
+        return batch
 
 
 def _chunks(items: Iterable, size: int, drop_last: bool) -> Iterator[list]:
@@ -98,8 +105,8 @@ class TextData:
         return list_shards(self.cfg.path, split, self.build_hint)
 
     def texts(self, split: str, limit: int | None = None) -> Iterator[str]:
-        stream = ShardStream(self.shards(split), lambda s, k: decode_texts(s, k), shuffle=False, repeat=False)
-        return itertools.islice(iter(stream), limit)
+        stream = ShardStream(self.shards(split), decode_texts, shuffle=False, repeat=False)
+        return itertools.islice(stream.raw_batches(0, 1, SkipCounter()), limit)
 
     def prepare(self, run_dir: Path | None) -> DataContext:
         """Load or train the tokenizer (cached beside the shards) and save it as run_dir/tokenizer.json."""
@@ -129,14 +136,15 @@ class TextData:
         self.tokenizer = tok
         return DataContext(tokenizer=tok)
 
-    def loader(self, split: str, batch_size: int, transforms: list, seed: int, train: bool):
+    def loader(self, split: str, batch_size: int, transforms: list, seed: int, train: bool, start: int = 0):
+        """Batches of ``split``; ``train`` shuffles and repeats. ``start`` resumes after that many batches."""
         if self.tokenizer is None:
             raise RuntimeError("call prepare() before loader()")
-        batcher = TextBatcher(self.tokenizer, self.cfg.seq_len, self.cfg.packing, batch_size, transforms,
-                              drop_last=train)
+        batcher = TextBatcher(self.tokenizer, self.cfg.seq_len, self.cfg.packing, batch_size, drop_last=train)
         stream = ShardStream(self.shards(self.cfg.train_split if split == "train" else self.cfg.val_split),
-                             batcher, seed=seed, shuffle=train, shuffle_buffer=self.cfg.shuffle_buffer,
-                             repeat=train)
+                             batcher, Transforms(transforms), seed=seed, shuffle=train,
+                             shuffle_buffer=self.cfg.shuffle_buffer, repeat=train, start=start,
+                             split_ranks=train)
         return loader(stream, self.cfg.num_workers, seed)
 
     def tokens_in(self, batch: dict) -> int:

@@ -45,8 +45,12 @@ class Target(nn.Module):
         self.cfg = cfg
         self.weight = cfg.weight
 
-    def batch_transform(self, data: DataContext) -> Callable[[dict], dict] | None:
-        """A picklable function run in loader workers on each collated batch (masking, labels)."""
+    def batch_transform(self, data: DataContext) -> Callable[..., dict] | None:
+        """A picklable ``fn(batch, generator) -> batch`` run in loader workers (masking, labels).
+
+        It must draw its randomness from ``generator`` (seeded per batch by the stream) so that a
+        resumed run reproduces the same batches.
+        """
         return None
 
     def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:

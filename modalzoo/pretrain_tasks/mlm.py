@@ -36,32 +36,36 @@ class MLMConfig(TargetConfig):
 
 
 class MLMMasking:
-    """Picks tokens to predict and corrupts them; runs in loader workers (torch RNG, seeded per worker)."""
+    """Picks tokens to predict and corrupts them; runs in loader workers.
+
+    The generator is seeded per batch by the data stream, so a resumed run masks exactly as before.
+    """
 
     def __init__(self, cfg: MLMConfig, mask_id: int, vocab_size: int, special_ids: list[int]):
         self.cfg, self.mask_id, self.vocab_size = cfg, mask_id, vocab_size
         self.special_ids = torch.tensor(special_ids)
         self.random_low = max(special_ids) + 1     # random replacements are never special tokens
 
-    def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def __call__(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
         ids = batch["input_ids"]
+        g = generator
         candidates = ~torch.isin(ids, self.special_ids)
         if "attention_mask" in batch:
             candidates &= batch["attention_mask"].bool()
         if self.cfg.whole_word and "word_ids" in batch:
             word_ids = batch["word_ids"]
-            draw = torch.rand(ids.shape[0], int(word_ids.max()) + 2)
+            draw = torch.rand(ids.shape[0], int(word_ids.max()) + 2, generator=g)
             selected = draw.gather(1, word_ids.clamp(min=0)) < self.cfg.mask_prob
             selected &= (word_ids >= 0) & candidates
         else:
-            selected = (torch.rand(ids.shape) < self.cfg.mask_prob) & candidates
+            selected = (torch.rand(ids.shape, generator=g) < self.cfg.mask_prob) & candidates
         labels = torch.where(selected, ids, torch.full_like(ids, IGNORE))
-        action = torch.rand(ids.shape)
+        action = torch.rand(ids.shape, generator=g)
         to_mask = selected & (action < self.cfg.replace_with_mask)
         to_random = selected & ~to_mask & (action < self.cfg.replace_with_mask + self.cfg.replace_with_random)
         corrupted = ids.clone()
         corrupted[to_mask] = self.mask_id
-        corrupted[to_random] = torch.randint(self.random_low, self.vocab_size, (int(to_random.sum()),))
+        corrupted[to_random] = torch.randint(self.random_low, self.vocab_size, (int(to_random.sum()),), generator=g)
         return {**batch, "input_ids": corrupted, "labels": labels}
 
 

@@ -1,9 +1,14 @@
 """Checkpoints that are never half-written.
 
-A checkpoint is a folder ``RUN_DIR/checkpoints/step_XXXXXXXX`` with ``model.safetensors`` (weights),
-``trainer_state.pt`` (optimizer, scheduler, RNG; loaded with ``weights_only=True``, so never
-unpickles code) and ``meta.json``. It is written under a temporary name and renamed into place, so a
-crash mid-write leaves only a ``.tmp-*`` folder that is ignored and cleaned up later.
+A checkpoint is a folder ``RUN_DIR/checkpoints/step_XXXXXXXX``. Single-process runs write
+``model.safetensors`` (weights) and ``trainer_state.pt`` (optimizer, scheduler, step, data position,
+RNG; loaded with ``weights_only=True``, so it never unpickles code). Distributed runs (DDP, FSDP) write
+a `torch.distributed.checkpoint` (DCP) of model and optimizer — sharded under FSDP — plus the same
+``trainer_state.pt`` and one ``rng_rankN.pt`` per rank. ``meta.json`` is written last.
+
+Everything is written under ``.tmp-step_XXXXXXXX`` and renamed into place by rank 0 once complete, so a
+crash mid-write leaves only a temporary folder that is ignored and cleaned up later.
+`consolidate` turns a DCP checkpoint into one ``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,16 @@ import shutil
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from ..errors import ModalzooError
 
@@ -38,6 +51,11 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     done = complete_checkpoints(run_dir)
     return done[-1] if done else None
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -76,31 +94,99 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, trainer_state: d
     torch.save(trainer_state, tmp / "trainer_state.pt")
     (tmp / "meta.json").write_text(json.dumps({"step": step, **(meta or {})}, indent=2))
     for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+        _fsync_file(f)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_dir(root)
-    for old in complete_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp-*"):
-        if stale != tmp:
-            shutil.rmtree(stale, ignore_errors=True)
+    _prune(run_dir, keep_last, keep=final)
     return final
 
 
+def _prune(run_dir: Path, keep_last: int, keep: Path) -> None:
+    for old in complete_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in checkpoint_dir(run_dir).glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def is_sharded(path: Path) -> bool:
+    return (Path(path) / ".metadata").exists()
+
+
 def load_weights(model: nn.Module, path: Path) -> None:
-    """Strictly load ``model.safetensors`` from a checkpoint folder (or a file): every key must match."""
+    """Strictly load a checkpoint's weights (safetensors file, or a DCP folder) into a plain model."""
     path = Path(path)
+    if path.is_dir() and is_sharded(path):
+        state = {"model": model.state_dict()}
+        try:
+            dcp.load(state, checkpoint_id=str(path))
+        except Exception as err:   # DCP reports missing keys as a generic CheckpointException
+            raise ModalzooError(f"checkpoint {path} does not fit the model: {err}") from None
+        model.load_state_dict(state["model"])
+        return
     file = path / "model.safetensors" if path.is_dir() else path
     if not file.exists():
-        raise ModalzooError(f"no model.safetensors in {path}")
+        raise ModalzooError(f"no model.safetensors (nor a sharded DCP checkpoint) in {path}")
     state = load_file(str(file))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ModalzooError(f"checkpoint {file} does not fit the model: missing {result.missing_keys[:10]}, "
                             f"unexpected {result.unexpected_keys[:10]}")
+
+
+def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer, trainer_state: dict, keep_last: int,
+                 rank: int, meta: dict | None = None) -> Path:
+    """Collective: every rank calls it. DCP writes each rank's shards; rank 0 commits by rename."""
+    root = checkpoint_dir(run_dir)
+    final = root / f"{PREFIX}{step:08d}"
+    tmp = root / f".tmp-{final.name}"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    dist.barrier()
+    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.save(state, checkpoint_id=str(tmp))
+    torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
+    _fsync_file(tmp / f"rng_rank{rank}.pt")
+    dist.barrier()                                        # every rank's shards are on disk
+    if rank == 0:
+        torch.save(trainer_state, tmp / "trainer_state.pt")
+        (tmp / "meta.json").write_text(json.dumps({"step": step, "sharded": True, **(meta or {})}, indent=2))
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        _prune(run_dir, keep_last, keep=final)
+    dist.barrier()
+    return final
+
+
+def load_sharded(path: Path, model: nn.Module, optimizer, rank: int) -> dict:
+    """Collective: restore model, optimizer and this rank's RNG; returns the trainer state."""
+    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.load(state, checkpoint_id=str(path))
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
+    rng_file = Path(path) / f"rng_rank{rank}.pt"
+    if rng_file.exists():                                 # absent when the world size changed
+        set_rng_state(torch.load(rng_file, weights_only=True))
+    return load_trainer_state(path)
+
+
+def consolidate(path: Path, model: nn.Module, out: Path) -> Path:
+    """Write a (sharded) checkpoint's weights as one ``model.safetensors`` under ``out``."""
+    load_weights(model, path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(weights, out / "model.safetensors", metadata={"format": "modalzoo", "source": str(path)})
+    meta = json.loads((Path(path) / "meta.json").read_text()) if (Path(path) / "meta.json").exists() else {}
+    (out / "meta.json").write_text(json.dumps({**meta, "sharded": False, "consolidated_from": str(path)}, indent=2))
+    return out / "model.safetensors"
 
 
 def load_trainer_state(path: Path) -> dict:

@@ -9,8 +9,9 @@ from typing import Any, Literal
 @dataclass
 class TrainerConfig:
     max_steps: int = 100
-    batch_size: int = 32             # per process
+    batch_size: int = 32             # per process (micro-batch)
     grad_accum: int = 1              # micro-batches per optimizer step
+    global_batch_size: int = 0       # if set: grad_accum = global / (batch_size x world size), any world size
     lr: float = 1e-3                 # peak learning rate
     warmup_steps: int = 0
     grad_clip: float = 1.0           # max global grad norm; 0 disables clipping
@@ -23,6 +24,10 @@ class TrainerConfig:
     checkpoint_every: int = 100      # and always at the end
     keep_last: int = 2
     resume: str = "none"             # none | auto (newest complete checkpoint in run_dir) | a checkpoint path
+    strategy: Literal["auto", "single", "ddp", "fsdp"] = "auto"  # auto: single alone, DDP < threshold
+    fsdp_threshold: int = 500_000_000  # parameters at which `auto` picks FSDP over DDP
+    collective_timeout_s: float = 600.0  # a dead rank makes the others fail after this, not hang
+    max_nonfinite_steps: int = 5     # non-finite loss/grad steps in a row before the run stops
     deterministic: bool = True       # deterministic algorithms (CPU runs repeat bit for bit)
     progress: bool = True
     optimizer: dict = field(default_factory=lambda: {"name": "adamw"})
