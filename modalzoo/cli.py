@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ EXAMPLES = {
              "  modalzoo train my_recipe.yaml --import my_components   # your own recipe and components",
     "eval": "modalzoo eval runs/tiny",
     "data build": "modalzoo data build text-sample --out data/text-sample",
+    "checkpoint consolidate": "modalzoo checkpoint consolidate runs/base --out runs/base/consolidated",
     "data pack-text": "modalzoo data pack-text corpus/*.txt notes.jsonl --out data/my-corpus --val-fraction 0.01",
 }
 
@@ -45,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import your module first (runs that use your own components)")
+
+    ckpt_parser = sub.add_parser("checkpoint", help="Work with a run's checkpoints.",
+                                 description="Work with a run's checkpoints.", formatter_class=fmt,
+                                 epilog="example:\n  " + EXAMPLES["checkpoint consolidate"])
+    ckpt_sub = ckpt_parser.add_subparsers(dest="checkpoint_command", required=True, metavar="SUBCOMMAND")
+    p = command("checkpoint consolidate", "Turn a (sharded DCP) checkpoint into one model.safetensors.", ckpt_sub)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--step", type=int, help="which checkpoint (default: the newest complete one)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
 
     data = sub.add_parser("data", help="Build the sample data sets or pack your own into shards.",
                           description="Build the sample data sets or pack your own into webdataset shards.",
@@ -78,7 +90,6 @@ def _parse_options(items: list[str]) -> dict:
 
 def _import_plugins(modules: list[str]) -> None:
     import importlib
-    import os
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     for module in modules:
@@ -111,15 +122,19 @@ def run(argv: list[str]) -> int:
     elif args.command == "train":
         cfg = modalzoo.load_recipe(args.recipe, args.overrides)
         run_dir = modalzoo.train(cfg)
-        print(f"run finished: {run_dir}")
+        if os.environ.get("RANK", "0") == "0":
+            print(f"run finished: {run_dir}")
     elif args.command == "eval":
         from .evaluation.run import evaluate_run
         from .model import import_components
         import_components()
         evaluate_run(args.run_dir, batches=args.batches, device=args.device)
+    elif args.command == "checkpoint":
+        from .evaluation.run import consolidate_run
+        path = consolidate_run(args.run_dir, args.out, args.step)
+        print(f"wrote {path}")
     elif args.command == "data":
         if args.data_command == "build":
-            import os
 
             from .model import import_components
             from .registry import SAMPLE_DATA

@@ -28,6 +28,36 @@ def report(target_name: str):
     return decorate
 
 
+def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
+    if step is None:
+        path = ckpt.latest_checkpoint(run_dir)
+        if path is None:
+            raise ModalzooError(f"no complete checkpoint under {Path(run_dir) / 'checkpoints'}")
+        return path
+    path = ckpt.checkpoint_dir(run_dir) / f"{ckpt.PREFIX}{step:08d}"
+    if not (path / "meta.json").exists():
+        have = [p.name for p in ckpt.complete_checkpoints(run_dir)]
+        raise ModalzooError(f"no complete checkpoint for step {step} in {run_dir}; have {have}")
+    return path
+
+
+def consolidate_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
+    """One safetensors file (plus config and tokenizer) from a run's single or sharded checkpoint."""
+    import shutil
+
+    from ..model import import_components
+    import_components()
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
+    model = build_model(OmegaConf.load(run_dir / "config.yaml"))
+    path = ckpt.consolidate(find_checkpoint(run_dir, step), model, out)
+    for name in ("config.yaml", "tokenizer.json"):
+        if (run_dir / name).exists():
+            shutil.copy(run_dir / name, Path(out) / name)
+    return path
+
+
 class LoadedRun:
     def __init__(self, run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
         self.run_dir = Path(run_dir)
@@ -35,9 +65,7 @@ class LoadedRun:
         if not config.exists():
             raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
         self.cfg = OmegaConf.load(config)
-        self.checkpoint = checkpoint or ckpt.latest_checkpoint(self.run_dir)
-        if self.checkpoint is None:
-            raise ModalzooError(f"no complete checkpoint under {self.run_dir / 'checkpoints'}")
+        self.checkpoint = checkpoint or find_checkpoint(self.run_dir)
         self.device = resolve_device(device)
         self.data = DATASETS.build(self.cfg.data, "data")
         self.data_ctx = self.data.prepare(self.run_dir)

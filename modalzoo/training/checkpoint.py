@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -120,7 +121,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
     if path.is_dir() and is_sharded(path):
         state = {"model": model.state_dict()}
         try:
-            dcp.load(state, checkpoint_id=str(path))
+            with warnings.catch_warnings():      # "no process group: loading in a single process" is the intent
+                warnings.simplefilter("ignore", UserWarning)
+                dcp.load(state, checkpoint_id=str(path))
         except Exception as err:   # DCP reports missing keys as a generic CheckpointException
             raise ModalzooError(f"checkpoint {path} does not fit the model: {err}") from None
         model.load_state_dict(state["model"])

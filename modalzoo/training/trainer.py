@@ -141,6 +141,9 @@ class Trainer:
         self._resume()
         if t.compile:
             self.forward = torch.compile(self.forward)
+        # Same seed on every rank for identical initial weights (above); a per-rank stream from here
+        # on, so ranks do not draw identical dropout masks.
+        torch.manual_seed(cfg.seed + 1_000_003 * self.env.rank + self.step)
         self.n_params = n_params
         self._stop_requested = False
 
