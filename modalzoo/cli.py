@@ -135,7 +135,6 @@ def run(argv: list[str]) -> int:
         print(f"wrote {path}")
     elif args.command == "data":
         if args.data_command == "build":
-
             from .model import import_components
             from .registry import SAMPLE_DATA
             import_components()

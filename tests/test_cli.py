@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli, tiny_overrides
 from safetensors.torch import load_file
+
+from conftest import run_cli, tiny_overrides
 
 
 @pytest.fixture(scope="module")

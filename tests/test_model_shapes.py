@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import SHAPES
 
 from modalzoo import build_model
 from modalzoo.registry import ENCODERS
+from tiny_models import SHAPES
 
 
 def forward_backward(name: str):

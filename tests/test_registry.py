@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from tiny_models import COVERS, SHAPES
 from torch import nn
 
 import modalzoo
 from modalzoo.errors import ConfigError
 from modalzoo.model import build_model, import_components
 from modalzoo.registry import REGISTRIES, Registry
+from tiny_models import COVERS, SHAPES
 
 import_components()
 ALL = [(kind, name) for kind, reg in REGISTRIES.items() for name in reg.names()]

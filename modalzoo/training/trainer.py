@@ -138,12 +138,12 @@ class Trainer:
         self.step = 0
         self.batches_seen = 0            # micro-batches this rank consumed: the data position
         self.nonfinite_total = 0
+        # Same seed on every rank for identical initial weights (above); a per-rank stream from here
+        # on, so ranks do not draw identical dropout masks. A resume restores the saved stream.
+        torch.manual_seed(cfg.seed + 1_000_003 * self.env.rank)
         self._resume()
         if t.compile:
             self.forward = torch.compile(self.forward)
-        # Same seed on every rank for identical initial weights (above); a per-rank stream from here
-        # on, so ranks do not draw identical dropout masks.
-        torch.manual_seed(cfg.seed + 1_000_003 * self.env.rank + self.step)
         self.n_params = n_params
         self._stop_requested = False
 
@@ -286,7 +286,7 @@ class Trainer:
                 self.nonfinite_total += 1
                 nonfinite_in_a_row += 1
                 if env.is_main:
-                    bar.write(f"step {self.step + 1}: non-finite loss or gradient, step skipped")
+                    tqdm.write(f"step {self.step + 1}: non-finite loss or gradient, step skipped", file=sys.stderr)
                 if nonfinite_in_a_row >= t.max_nonfinite_steps:
                     self.optimizer.zero_grad(set_to_none=True)
                     last = ckpt.latest_checkpoint(self.run_dir)
@@ -317,14 +317,15 @@ class Trainer:
                 result = self.validate()
                 if log:
                     log.write(self.step, "val", result)
-                    bar.write(f"step {self.step} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+                    tqdm.write(f"step {self.step} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()),
+                               file=sys.stderr)
             stop = pdist.any_true(self._stop_requested, env)
             if self.step % t.checkpoint_every == 0 or self.step == t.max_steps or stop:
                 path = self.save()
                 if stop:
                     if env.is_main:
-                        bar.write(f"SIGTERM: checkpoint written at step {self.step} ({path}); "
-                                  "resume with trainer.resume=auto")
+                        tqdm.write(f"SIGTERM: checkpoint written at step {self.step} ({path}); "
+                                   "resume with trainer.resume=auto", file=sys.stderr)
                     break
         bar.close()
 

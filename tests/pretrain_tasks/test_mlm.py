@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from tiny_models import SHAPES
 
 from modalzoo import build_model
 from modalzoo.pretrain_tasks.mlm import IGNORE, MLMConfig, MLMMasking
+from tiny_models import SHAPES
 
 SPECIALS = [0, 1, 2, 3, 4]
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_overrides
 from safetensors.torch import load_file
 
 import modalzoo
+from conftest import tiny_overrides
 from modalzoo.training.optim import AdamW, AdamWConfig
 
 
