@@ -91,7 +91,9 @@ class MetricMeter:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: torch.device, precision: str, max_batches: int) -> dict:
+def evaluate(model, loader, device: torch.device, precision: str, max_batches: int, forward=None) -> dict:
+    """Average metrics over ``max_batches`` of ``loader``; ``forward`` is the (wrapped) module to call."""
+    forward = forward or model
     was_training = model.training
     model.eval()
     meter = MetricMeter()
@@ -99,7 +101,7 @@ def evaluate(model, loader, device: torch.device, precision: str, max_batches: i
         batch.pop("_skipped", None)
         batch = to_device(batch, device)
         with autocast(device, precision):
-            out = model(batch)
+            out = forward(batch)
         meter.add(out.metrics, {k: int(v) for k, v in out.counts.items()}, float(out.loss))
     model.train(was_training)
     return meter.result()
@@ -217,7 +219,7 @@ class Trainer:
     def validate(self) -> dict:
         t = self.cfg.trainer
         loader = self.data.loader("val", t.batch_size, self.transforms, seed=self.cfg.seed + 1, train=False)
-        return evaluate(self.forward, loader, self.device, t.precision, t.eval_batches)
+        return evaluate(self.model, loader, self.device, t.precision, t.eval_batches, forward=self.forward)
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_requested = True
@@ -320,7 +322,8 @@ class Trainer:
                     tqdm.write(f"step {self.step} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()),
                                file=sys.stderr)
             stop = pdist.any_true(self._stop_requested, env)
-            if self.step % t.checkpoint_every == 0 or self.step == t.max_steps or stop:
+            periodic = self.step % t.checkpoint_every == 0 or self.step == t.max_steps
+            if (periodic and nonfinite_in_a_row == 0) or stop:     # no checkpoints inside a bad streak
                 path = self.save()
                 if stop:
                     if env.is_main:
