@@ -110,9 +110,20 @@ def code_batch(B=2, code_len=8, nodes=3, pad=2, seed=0):
             "attn_mask": graph, "labels": labels}
 
 
+SHAPES["clip_timm"] = (  # a timm tower as the image encoder
+    {"streams": {"image": {"embedding": {"name": "pixels"},
+                           "encoder": {"name": "timm", "model_name": "test_vit", "image_size": 16,
+                                       "options": {"patch_size": 4}}},
+                 "text": {"embedding": {"name": "token", "vocab_size": V, "dim": D},
+                          "encoder": enc(mask="causal")}},
+     "targets": {"clip": {"name": "contrastive", "streams": ["image", "text"], "pooling": ["cls", "last"],
+                          "embed_dim": 16}}},
+    lambda: {**image_batch(), **text_batch(with_labels=False)})
+
 COVERS = {  # which shape exercises each registered model component
     ("embedding", "token"): "bert", ("embedding", "patch"): "clip", ("embedding", "code_dataflow"): "graphcodebert",
     ("encoder", "transformer"): "bert", ("decoder", "transformer"): "t5",
+    ("embedding", "pixels"): "clip_timm", ("encoder", "timm"): "clip_timm",
     ("target_embedding", "token"): "t5", ("target_embedding", "mae"): "mae",
     ("target", "mlm"): "bert", ("target", "clm"): "gpt", ("target", "contrastive"): "clip",
     ("target", "mae"): "mae",

@@ -96,6 +96,7 @@ class TextData:
 
     Config = TextDataConfig
     build_hint = "modalzoo data build text-sample"
+    throughput_unit = "tokens"
 
     def __init__(self, cfg: TextDataConfig):
         self.cfg = cfg

@@ -305,15 +305,17 @@ class Trainer:
                 totals = torch.tensor([tokens, skipped], dtype=torch.float64, device=self.device)
                 if env.distributed:
                     dist.all_reduce(totals)
+                unit = getattr(self.data, "throughput_unit", "tokens")
                 values.update({"lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                               "tokens_per_s": float(totals[0]) / elapsed, "skipped_samples": int(totals[1]),
+                               f"{unit}_per_s": float(totals[0]) / elapsed, "skipped_samples": int(totals[1]),
                                "nonfinite_steps": self.nonfinite_total})
                 if log:
                     log.write(self.step, "train", values)
-                bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
+                rate = values[f"{unit}_per_s"]
+                bar.set_postfix({"loss": f"{values['loss']:.3f}", f"{unit}/s": f"{rate:.0f}"})
                 if bar.disable and env.is_main:
-                    print(f"step {self.step}/{t.max_steps} loss {values['loss']:.4f} "
-                          f"tok/s {values['tokens_per_s']:.0f}", file=sys.stderr)
+                    print(f"step {self.step}/{t.max_steps} loss {values['loss']:.4f} {unit}/s {rate:.0f}",
+                          file=sys.stderr)
                 meter, tokens, skipped, t0 = MetricMeter(), 0, 0, time.perf_counter()
             if self.step % t.eval_every == 0 or self.step == t.max_steps:
                 result = self.validate()
