@@ -5,6 +5,7 @@ from .datasets import text as _text_data  # noqa: F401
 from .encoders import timm_tower as _timm_tower  # noqa: F401
 from .encoders import transformer as _transformer  # noqa: F401
 from .evaluation import mlm as _mlm_report  # noqa: F401
+from .evaluation import vision as _vision_report  # noqa: F401
 from .modalities import code as _code  # noqa: F401
 from .modalities import text as _text  # noqa: F401
 from .modalities import tokenizers as _tokenizers  # noqa: F401

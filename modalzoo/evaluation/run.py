@@ -92,6 +92,7 @@ def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Ca
         fn = REPORTS.get(target.registered_name)
         if fn is not None:
             result[name] = fn(run, name, batches)
+            result.update(result[name].get("summary", {}))     # e.g. zero_shot_top1 at the top level
     (run.run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     echo(format_table(result))
     for name in run.model.targets:

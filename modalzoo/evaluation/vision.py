@@ -1,0 +1,202 @@
+"""Vision reports: zero-shot classification (contrastive image-text models), a linear probe on frozen
+features beside the same probe on a randomly initialised encoder, and MAE reconstruction grids."""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import build_model
+from ..pretrain_tasks.contrastive import pool
+from ..pretrain_tasks.mae import patchify
+from .run import LoadedRun, report
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MAX_BATCHES = 1000
+
+
+def vision_streams(model) -> list[str]:
+    return [name for name, s in model.streams.items() if s.embedding.registered_name in ("patch", "pixels")]
+
+
+def _pooling(stream) -> str:
+    return "cls" if getattr(getattr(stream.embedding, "cfg", None), "cls_token", False) else "mean"
+
+
+def class_names(run: LoadedRun) -> list[str]:
+    extra = run.data_ctx.extra
+    return list(extra.get("classes") or extra.get("class_names") or [])
+
+
+@torch.no_grad()
+def features(model, stream_name: str, loader, device, max_batches: int = MAX_BATCHES):
+    """Pooled encoder features and class ids of every batch (masking turned off for MAE)."""
+    stream = model.streams[stream_name]
+    masking = getattr(stream.embedding, "apply_mask", False)
+    stream.embedding.apply_mask = False
+    model.eval()
+    feats, labels = [], []
+    try:
+        for batch in itertools.islice(loader, max_batches):
+            pixels = batch["pixel_values"].to(device)
+            hidden = stream.encoder(stream.embedding({"pixel_values": pixels}))
+            feats.append(pool(hidden, _pooling(stream)).float().cpu())
+            labels.append(batch["class_id"])
+    finally:
+        stream.embedding.apply_mask = masking
+    return torch.cat(feats), torch.cat(labels)
+
+
+def linear_probe_accuracy(train_x, train_y, test_x, test_y) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    probe.fit(train_x.numpy(), train_y.numpy())
+    return float(probe.score(test_x.numpy(), test_y.numpy()))
+
+
+def linear_probe(run: LoadedRun, stream_name: str) -> dict:
+    """Probe the trained encoder and a randomly initialised one of the same shape on the same data."""
+    def probe(model) -> float:        # one unshuffled, unaugmented pass over each split
+        tx, ty = features(model, stream_name, run.data.loader("train", 128, [], run.cfg.seed, train=False),
+                          run.device)
+        vx, vy = features(model, stream_name, run.data.loader("val", 128, [], run.cfg.seed, train=False),
+                          run.device)
+        return linear_probe_accuracy(tx, ty, vx, vy)
+
+    trained = probe(run.model)
+    torch.manual_seed(run.cfg.seed + 12345)
+    random_model = build_model(run.cfg).to(run.device)
+    return {"linear_probe_top1": trained, "linear_probe_top1_random_init": probe(random_model)}
+
+
+@torch.no_grad()
+def zero_shot(run: LoadedRun, target_name: str) -> dict:
+    from ..datasets.images import encode_texts
+    target = run.model.targets[target_name]
+    image_stream, text_stream = target.cfg.streams
+    image_pool, text_pool = target.cfg.pooling
+    names = class_names(run)
+    templates = run.data_ctx.extra.get("templates") or ["a photo of the number {}."]
+    tok = run.data_ctx.tokenizer
+    text = run.model.streams[text_stream]
+    class_features = []
+    for name in names:
+        prompts = encode_texts(tok, [t.format(name) for t in templates], run.data.cfg.seq_len)
+        prompts = {k: v.to(run.device) for k, v in prompts.items()}
+        f = target.features(text_stream, text.encoder(text.embedding(prompts)), text_pool)
+        class_features.append(F.normalize(f.mean(0), dim=-1))
+    class_features = torch.stack(class_features)                         # [C, E]
+    image = run.model.streams[image_stream]
+    predictions, truth = [], []
+    loader = run.data.loader("val", 128, [], seed=run.cfg.seed, train=False)
+    for batch in itertools.islice(loader, MAX_BATCHES):
+        pixels = batch["pixel_values"].to(run.device)
+        f = target.features(image_stream, image.encoder(image.embedding({"pixel_values": pixels})), image_pool)
+        predictions.append((f @ class_features.T).argmax(-1).cpu())
+        truth.append(batch["class_id"])
+    predictions, truth = torch.cat(predictions), torch.cat(truth)
+    top1 = float((predictions == truth).float().mean())
+    path = confusion_matrix_png(predictions, truth, names, run.run_dir / "zero_shot_confusion.png",
+                                f"zero-shot top-1 {top1:.1%} on {len(truth)} held-out images (step {run.step})")
+    return {"zero_shot_top1": top1, "confusion_matrix_png": str(path)}
+
+
+def confusion_matrix_png(pred, truth, names, out, title):
+    n = len(names)
+    matrix = np.zeros((n, n), dtype=int)
+    for p, t in zip(pred.tolist(), truth.tolist()):
+        matrix[t, p] += 1
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8,
+                        color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+@torch.no_grad()
+def reconstruction_grid(run: LoadedRun, target_name: str, count: int = 8) -> str:
+    """Rows: original, what the encoder saw (hidden patches grey), reconstruction (visible patches pasted)."""
+    target = run.model.targets[target_name]
+    stream = run.model.streams[target.cfg.stream]
+    batch = next(iter(run.data.loader("val", count, [], seed=run.cfg.seed, train=False)))
+    pixels = batch["pixel_values"][:count].to(run.device)
+    generator = torch.Generator().manual_seed(run.cfg.seed)
+    n = (pixels.shape[-1] // target.patch) ** 2
+    noise = torch.rand(pixels.shape[0], n, generator=generator).to(run.device)
+    out = stream({"pixel_values": pixels, "mae_noise": noise})
+    pred = target.reconstruct(out.decoded)                                # [B, N, p*p*C]
+    truth = patchify(pixels, target.patch)
+    if target.cfg.norm_pix_loss:                                          # back to pixel space
+        mean, var = truth.mean(-1, keepdim=True), truth.var(-1, keepdim=True)
+        pred = pred * (var + 1e-6).sqrt() + mean
+    mask = out.decoded.extras["mae_mask"][..., None]
+    shown = truth * (1 - mask) + mask * truth.min()
+    pasted = truth * (1 - mask) + pred * mask
+    mean = torch.tensor(run.data_ctx.extra.get("mean", [0.5] * 3)).view(1, 3, 1, 1)
+    std = torch.tensor(run.data_ctx.extra.get("std", [0.5] * 3)).view(1, 3, 1, 1)
+
+    def image(patches):
+        return (unpatchify(patches.cpu(), target.patch, pixels.shape[1]) * std + mean).clamp(0, 1)
+
+    rows = [("original", image(truth)), ("masked (encoder input)", image(shown)), ("reconstruction", image(pasted))]
+    fig, axes = plt.subplots(3, count, figsize=(1.4 * count, 4.6))
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(count):
+            axes[r][c].imshow(imgs[c].permute(1, 2, 0).numpy())
+            axes[r][c].axis("off")
+        axes[r][0].set_title(label, fontsize=9, loc="left")
+    fig.suptitle(f"MAE reconstructions of held-out images, step {run.step} "
+                 f"({target.cfg.stream} mask ratio {stream.embedding.cfg.mask_ratio:.0%})", fontsize=10)
+    fig.tight_layout()
+    path = run.run_dir / "mae_reconstructions.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def unpatchify(patches, patch: int, channels: int):
+    B, N, _ = patches.shape
+    side = int(N ** 0.5)
+    x = patches.reshape(B, side, side, patch, patch, channels)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(B, channels, side * patch, side * patch)
+
+
+@report("contrastive")
+def contrastive_report(run: LoadedRun, target_name: str, batches: int) -> dict:
+    summary = zero_shot(run, target_name)
+    summary.update(linear_probe(run, run.model.targets[target_name].cfg.streams[0]))
+    return {"summary": summary, "lines": _lines(summary)}
+
+
+@report("mae")
+def mae_report(run: LoadedRun, target_name: str, batches: int) -> dict:
+    summary = linear_probe(run, run.model.targets[target_name].cfg.stream)
+    summary["reconstruction_png"] = reconstruction_grid(run, target_name)
+    return {"summary": summary, "lines": _lines(summary)}
+
+
+def _lines(summary: dict) -> list[str]:
+    lines = [""]
+    for key, value in summary.items():
+        lines.append(f"  {key:<32} {value:.4f}" if isinstance(value, float) else f"  {key:<32} {value}")
+    return lines
