@@ -18,6 +18,7 @@ EXAMPLES = {
     "data build": "modalzoo data build text-sample --out data/text-sample",
     "checkpoint consolidate": "modalzoo checkpoint consolidate runs/base --out runs/base/consolidated",
     "data pack-text": "modalzoo data pack-text corpus/*.txt notes.jsonl --out data/my-corpus --val-fraction 0.01",
+    "data pack-images": "modalzoo data pack-images photos/ captions.csv --out data/my-images --val-fraction 0.05",
 }
 
 
@@ -61,10 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="Build the sample data sets or pack your own into shards.",
                           description="Build the sample data sets or pack your own into webdataset shards.",
                           formatter_class=fmt, epilog="examples:\n  " + EXAMPLES["data build"] + "\n  "
-                          + EXAMPLES["data pack-text"])
+                          + EXAMPLES["data pack-text"] + "\n  " + EXAMPLES["data pack-images"])
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     p = command("data build", "Build a sample data set offline from what is installed.", data_sub)
-    p.add_argument("name", help="text-sample, ... (see `modalzoo list sample_data`)")
+    p.add_argument("name", help="text-sample, digits, ... (see `modalzoo list sample_data`)")
     p.add_argument("--out", type=Path, help="output folder (default: $MODALZOO_DATA/NAME, i.e. data/NAME)")
     p.add_argument("options", nargs="*", metavar="key=value", help="builder options, e.g. max_mb=2")
     p = command("data pack-text", "Pack .txt (a document per blank-line block, or per line) and .jsonl "
@@ -74,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--per", choices=["block", "line"], default="block", help=".txt: one document per ...")
     p.add_argument("--field", default="text", help=".jsonl: the field holding the text")
     p.add_argument("--val-fraction", type=float, default=0.0, help="documents routed to validation/")
+    p = command("data pack-images", "Pack images into webdataset image-text shards (for the image_text dataset), "
+                                    "streaming, storing each image's bytes as they are. SRC is an image folder "
+                                    "(ROOT/CLASS/*.jpg|png: class ids in sorted folder order, captions 'a photo "
+                                    "of a CLASS.') or a .csv/.jsonl listing with path,caption[,class] columns "
+                                    "(paths relative to the listing).", data_sub)
+    p.add_argument("sources", nargs="+", type=Path, metavar="SRC")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--val-fraction", type=float, default=0.0, help="images routed to the validation split")
+    p.add_argument("--val-split", default="test", help="the validation split's folder name (default: test, "
+                                                        "the image_text dataset's default val_split)")
     return parser
 
 
@@ -141,7 +152,12 @@ def run(argv: list[str]) -> int:
             builder = SAMPLE_DATA.build({"name": args.name, **_parse_options(args.options)}, "data build")
             out = args.out or Path(os.environ.get("MODALZOO_DATA", "data")) / args.name
             info = builder.build(out)
-            print(f"built {args.name} in {out}: {info.get('documents', info)}")
+            print(f"built {args.name} in {out}: {info.get('documents') or info.get('images') or info}")
+        elif args.data_command == "pack-images":
+            from .datasets.pack_images import pack_images
+            counts = pack_images(args.sources, args.out, val_fraction=args.val_fraction, val_split=args.val_split)
+            print(f"packed {counts['train']} train / {counts[args.val_split]} {args.val_split} images into "
+                  f"{args.out}")
         else:
             from .datasets.pack_text import pack_text
             counts = pack_text(args.files, args.out, per=args.per, field=args.field, val_fraction=args.val_fraction)

@@ -1,5 +1,6 @@
 """Imports every built-in component module so its `@REGISTRY.register` runs. Add new modules here."""
 
+from .datasets import images as _image_data  # noqa: F401
 from .datasets import samples as _samples  # noqa: F401
 from .datasets import text as _text_data  # noqa: F401
 from .encoders import timm_tower as _timm_tower  # noqa: F401

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small docstring corpus built once per session, and a tiny-recipe helper."""
+"""Shared fixtures: a small docstring corpus and the digits images, built once per session, and a
+tiny-recipe helper."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ def text_sample(tmp_path_factory) -> Path:
     from modalzoo.datasets.samples import TextSample, TextSampleConfig
     out = tmp_path_factory.mktemp("data") / "text-sample"
     TextSample(TextSampleConfig(max_mb=0.4, docs_per_shard=100, val_fraction=0.1)).build(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Path:
+    """scikit-learn's handwritten digits as image-text shards (1,437 train / 360 test), built once."""
+    from modalzoo.datasets.samples import Digits, DigitsConfig
+    out = tmp_path_factory.mktemp("data") / "digits"
+    Digits(DigitsConfig()).build(out)
     return out
 
 

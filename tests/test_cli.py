@@ -80,7 +80,7 @@ def test_missing_data_names_the_build_command(tmp_path):
 
 
 @pytest.mark.parametrize("command", [[], ["list"], ["recipes"], ["train"], ["eval"], ["data"], ["data", "build"],
-                                     ["data", "pack-text"]])
+                                     ["data", "pack-text"], ["data", "pack-images"]])
 def test_help_has_an_example(command):
     result = run_cli(*command, "--help")
     assert result.returncode == 0

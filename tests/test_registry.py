@@ -44,13 +44,32 @@ def exercise_tokenizer(kind, name, _fixtures):
     assert "return" in tok.decode(ids).lower()
 
 
-def exercise_dataset(kind, name, fixtures):
+def exercise_text_dataset(kind, name, fixtures):
     data = REGISTRIES[kind].build({"name": name, "path": str(fixtures["text_sample"]), "num_workers": 0,
                                    "seq_len": 32, "tokenizer": {"name": "wordpiece", "vocab_size": 500}})
     data.prepare(None)
     batch = next(iter(data.loader("train", 4, [], seed=0, train=True)))
     assert batch["input_ids"].shape == (4, 32)
     assert data.tokens_in(batch) > 0
+
+
+def exercise_image_text_dataset(kind, name, fixtures):
+    data = REGISTRIES[kind].build({"name": name, "path": str(fixtures["digits"]), "num_workers": 0,
+                                   "seq_len": 16, "augment": "light",
+                                   "tokenizer": {"name": "bytelevel_bpe", "vocab_size": 300}})
+    ctx = data.prepare(None)
+    assert len(ctx.extra["classes"]) == 10
+    batch = next(iter(data.loader("train", 4, [], seed=0, train=True)))
+    assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    assert batch["input_ids"].shape == (4, 16) and batch["class_id"].shape == (4,)
+    assert data.tokens_in(batch) == 4 and data.throughput_unit == "images"
+
+
+DATASET_HARNESS = {"text": exercise_text_dataset, "image_text": exercise_image_text_dataset}
+
+
+def exercise_dataset(kind, name, fixtures):
+    DATASET_HARNESS[name](kind, name, fixtures)
 
 
 def exercise_optimizer(kind, name, _fixtures):
@@ -74,11 +93,25 @@ def exercise_scheduler(kind, name, _fixtures):
     assert all(0.1 - 1e-9 <= lr <= 1.0 + 1e-9 for lr in lrs[4:])
 
 
-def exercise_sample_data(kind, name, fixtures):
+def exercise_text_sample(kind, name, fixtures):
     out = fixtures["tmp_path"] / name
     info = REGISTRIES[kind].build({"name": name, "max_mb": 0.05, "docs_per_shard": 20}).build(out)
     assert sum(info["documents"].values()) > 0
     assert list((out / "train").glob("*.tar"))
+
+
+def exercise_digits(kind, name, fixtures):
+    out = fixtures["tmp_path"] / name
+    info = REGISTRIES[kind].build({"name": name, "size": 16, "images_per_shard": 500}).build(out)
+    assert info["images"] == {"train": 1437, "test": 360}
+    assert len(list((out / "train").glob("*.tar"))) == 3 and (out / "classes.json").exists()
+
+
+SAMPLE_DATA_HARNESS = {"text-sample": exercise_text_sample, "digits": exercise_digits}
+
+
+def exercise_sample_data(kind, name, fixtures):
+    SAMPLE_DATA_HARNESS[name](kind, name, fixtures)
 
 
 HARNESS = {kind: exercise_model_component for kind in MODEL_KINDS} | {
@@ -87,13 +120,16 @@ HARNESS = {kind: exercise_model_component for kind in MODEL_KINDS} | {
 
 
 def test_every_component_has_a_harness():
-    missing = [(k, n) for k, n in ALL if k not in HARNESS or (k in MODEL_KINDS and (k, n) not in COVERS)]
-    assert not missing, f"registered without a test harness: {missing} (add them to tests/tiny_models.py)"
+    per_name = {"dataset": DATASET_HARNESS, "sample_data": SAMPLE_DATA_HARNESS}
+    missing = [(k, n) for k, n in ALL if k not in HARNESS or (k in MODEL_KINDS and (k, n) not in COVERS)
+               or (k in per_name and n not in per_name[k])]
+    assert not missing, (f"registered without a test harness: {missing} (add them to tests/tiny_models.py, "
+                         "DATASET_HARNESS or SAMPLE_DATA_HARNESS)")
 
 
 @pytest.mark.parametrize("kind,name", ALL, ids=[f"{k}:{n}" for k, n in ALL])
-def test_component(kind, name, text_sample, tmp_path):
-    HARNESS[kind](kind, name, {"text_sample": text_sample, "tmp_path": tmp_path})
+def test_component(kind, name, text_sample, digits, tmp_path):
+    HARNESS[kind](kind, name, {"text_sample": text_sample, "digits": digits, "tmp_path": tmp_path})
 
 
 def test_list_components_api():
