@@ -150,10 +150,11 @@ def reconstruction_grid(run: LoadedRun, target_name: str, count: int = 8) -> str
         mean, var = truth.mean(-1, keepdim=True), truth.var(-1, keepdim=True)
         pred = pred * (var + 1e-6).sqrt() + mean
     mask = out.decoded.extras["mae_mask"][..., None]
-    shown = truth * (1 - mask) + mask * truth.min()
-    pasted = truth * (1 - mask) + pred * mask
     mean = torch.tensor(run.data_ctx.extra.get("mean", [0.5] * 3)).view(1, 3, 1, 1)
     std = torch.tensor(run.data_ctx.extra.get("std", [0.5] * 3)).view(1, 3, 1, 1)
+    grey = ((0.5 - mean) / std).flatten().repeat(target.patch ** 2).to(truth.device)   # (p, q, c) order
+    shown = truth * (1 - mask) + mask * grey                                # hidden patches shown grey
+    pasted = truth * (1 - mask) + pred * mask
 
     def image(patches):
         return (unpatchify(patches.cpu(), target.patch, pixels.shape[1]) * std + mean).clamp(0, 1)
