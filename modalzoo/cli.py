@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="import your module first so its registered components can be named")
     p = command("eval", "Evaluate a run's newest checkpoint on the validation split; writes RUN_DIR/eval.json.")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--batches", type=int, default=50, help="validation batches to average (default 50)")
+    p.add_argument("--batches", type=int, default=50, help="batches per split to evaluate on (default 50)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import your module first (runs that use your own components)")

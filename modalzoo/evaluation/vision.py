@@ -62,13 +62,13 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y) -> float:
     return float(probe.score(test_x.numpy(), test_y.numpy()))
 
 
-def linear_probe(run: LoadedRun, stream_name: str) -> dict:
+def linear_probe(run: LoadedRun, stream_name: str, max_batches: int = MAX_BATCHES) -> dict:
     """Probe the trained encoder and a randomly initialised one of the same shape on the same data."""
     def probe(model) -> float:        # one unshuffled, unaugmented pass over each split
         tx, ty = features(model, stream_name, run.data.loader("train", 128, [], run.cfg.seed, train=False),
-                          run.device)
+                          run.device, max_batches)
         vx, vy = features(model, stream_name, run.data.loader("val", 128, [], run.cfg.seed, train=False),
-                          run.device)
+                          run.device, max_batches)
         return linear_probe_accuracy(tx, ty, vx, vy)
 
     trained = probe(run.model)
@@ -78,7 +78,7 @@ def linear_probe(run: LoadedRun, stream_name: str) -> dict:
 
 
 @torch.no_grad()
-def zero_shot(run: LoadedRun, target_name: str) -> dict:
+def zero_shot(run: LoadedRun, target_name: str, max_batches: int = MAX_BATCHES) -> dict:
     from ..datasets.images import encode_texts
     target = run.model.targets[target_name]
     image_stream, text_stream = target.cfg.streams
@@ -97,7 +97,7 @@ def zero_shot(run: LoadedRun, target_name: str) -> dict:
     image = run.model.streams[image_stream]
     predictions, truth = [], []
     loader = run.data.loader("val", 128, [], seed=run.cfg.seed, train=False)
-    for batch in itertools.islice(loader, MAX_BATCHES):
+    for batch in itertools.islice(loader, max_batches):
         pixels = batch["pixel_values"].to(run.device)
         f = target.features(image_stream, image.encoder(image.embedding({"pixel_values": pixels})), image_pool)
         predictions.append((f @ class_features.T).argmax(-1).cpu())
@@ -184,14 +184,14 @@ def unpatchify(patches, patch: int, channels: int):
 
 @report("contrastive")
 def contrastive_report(run: LoadedRun, target_name: str, batches: int) -> dict:
-    summary = zero_shot(run, target_name)
-    summary.update(linear_probe(run, run.model.targets[target_name].cfg.streams[0]))
+    summary = zero_shot(run, target_name, batches)
+    summary.update(linear_probe(run, run.model.targets[target_name].cfg.streams[0], batches))
     return {"summary": summary, "lines": _lines(summary)}
 
 
 @report("mae")
 def mae_report(run: LoadedRun, target_name: str, batches: int) -> dict:
-    summary = linear_probe(run, run.model.targets[target_name].cfg.stream)
+    summary = linear_probe(run, run.model.targets[target_name].cfg.stream, batches)
     summary["reconstruction_png"] = reconstruction_grid(run, target_name)
     return {"summary": summary, "lines": _lines(summary)}
 
