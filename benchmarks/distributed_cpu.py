@@ -135,7 +135,9 @@ def main() -> None:
         print(f"bert_mlm_tiny tokens/s: 1 process x 2 threads {s['tokens_per_s_1proc_2threads']:.0f}, "
               f"2 processes x 1 thread (DDP) {s['tokens_per_s_2proc_1thread_ddp']:.0f} -> {s['speedup']:.2f}x")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "distributed_cpu.json").write_text(json.dumps(result, indent=2))
+    path = RESULTS / "distributed_cpu.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}   # keep the part not rerun
+    path.write_text(json.dumps({**previous, **result}, indent=2))
 
 
 if __name__ == "__main__":
