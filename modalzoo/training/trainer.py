@@ -93,7 +93,7 @@ class MetricMeter:
 @torch.no_grad()
 def evaluate(model, loader, device: torch.device, precision: str, max_batches: int, forward=None) -> dict:
     """Average metrics over ``max_batches`` of ``loader``; ``forward`` is the (wrapped) module to call."""
-    forward = forward or model
+    forward = model if forward is None else forward
     was_training = model.training
     model.eval()
     meter = MetricMeter()

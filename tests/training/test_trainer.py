@@ -74,3 +74,21 @@ def test_vocab_larger_than_embedding_is_refused(text_sample, tmp_path):
         text_sample, tmp_path, **{"model.streams.text.embedding.vocab_size": 100}))
     with pytest.raises(modalzoo.ModalzooError, match="raise vocab_size"):
         modalzoo.train(cfg)
+
+
+def test_evaluate_calls_a_compiled_style_wrapper():
+    """torch.compile's wrapper raises on len()/bool(): evaluate must not test its truth value."""
+    from modalzoo.training.trainer import evaluate
+    from tiny_models import SHAPES
+
+    model = modalzoo.build_model({"model": SHAPES["bert"][0]})
+
+    class Wrapper:
+        def __len__(self):
+            raise TypeError("does not support len()")
+
+        def __call__(self, batch):
+            return model(batch)
+
+    result = evaluate(model, [SHAPES["bert"][1]()], torch.device("cpu"), "fp32", 1, forward=Wrapper())
+    assert "mlm/accuracy" in result
