@@ -14,7 +14,6 @@ tokens, eos, right-padded with the pad id) and ``attention_mask`` bool [B, seq_l
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import json
@@ -28,9 +27,9 @@ import torch
 from PIL import Image
 
 from ..errors import ModalzooError
-from ..modalities.tokenizers import TextTokenizer
+from ..modalities.tokenizers import TextTokenizer, load_or_train
 from ..pretrain_tasks.base import DataContext
-from ..registry import DATASETS, TOKENIZERS
+from ..registry import DATASETS
 from .shards import ShardStream, SkipCounter, list_shards, loader, slot, verify_shards
 from .text import Transforms
 
@@ -310,36 +309,12 @@ class ImageTextData:
         return DataContext(tokenizer=self.tokenizer, extra=extra)
 
     def _tokenizer(self, run_dir: Path | None) -> TextTokenizer:
-        spec = dict(self.cfg.tokenizer)
-        kind = TOKENIZERS.build(spec, "data.tokenizer")
-        saved = run_dir / "tokenizer.json" if run_dir else None
-        if saved is not None and saved.exists():
-            tok = kind.load(saved)
-        elif kind.cfg.path:
-            if not Path(kind.cfg.path).exists():
-                raise ModalzooError(f"data.tokenizer.path: {kind.cfg.path} does not exist")
-            tok = kind.load(kind.cfg.path)
-        else:
-            digest = hashlib.sha1(json.dumps([spec, self.cfg.tokenizer_train_docs, self.cfg.train_split],
-                                             sort_keys=True).encode())
-            cached = Path(self.cfg.path) / "tokenizers" / f"captions-{spec['name']}-{digest.hexdigest()[:10]}.json"
-            if cached.exists():
-                tok = kind.load(cached)
-            else:
-                captions = self.texts(self.cfg.train_split, self.cfg.tokenizer_train_docs)
-                first = next(captions, None)
-                if first is None:
-                    raise ModalzooError(f"no captions (.txt) in {self.cfg.path}/{self.cfg.train_split} to train "
-                                        "the tokenizer on; set data.captions=false for images only")
-                tok = kind.train(itertools.chain([first], captions))
-                try:
-                    cached.parent.mkdir(exist_ok=True)
-                    tok.save(cached)
-                except OSError:
-                    pass                                   # read-only data folder: train again next time
-        if saved is not None:
-            tok.save(saved)
-        return tok
+        return load_or_train(
+            dict(self.cfg.tokenizer), run_dir, Path(self.cfg.path) / "tokenizers",
+            ["captions", self.cfg.tokenizer_train_docs, self.cfg.train_split],
+            lambda: self.texts(self.cfg.train_split, self.cfg.tokenizer_train_docs),
+            f"no captions (.txt) in {self.cfg.path}/{self.cfg.train_split} to train the tokenizer on; "
+            "set data.captions=false for images only")
 
     def _workers(self, n_shards: int, train: bool) -> int:
         """Loader workers, at most as many as there are shards per rank (a reader without a shard would

@@ -3,19 +3,16 @@ packed (block-diagonal attention) or padded into batches."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..errors import ModalzooError
-from ..modalities.tokenizers import TextTokenizer
+from ..modalities.tokenizers import TextTokenizer, load_or_train
 from ..pretrain_tasks.base import DataContext
-from ..registry import DATASETS, TOKENIZERS
+from ..registry import DATASETS
 from .packing import SpecialIds, chunk_document, pack, pad_batch, stack
 from .shards import ShardStream, SkipCounter, list_shards, loader
 
@@ -111,29 +108,10 @@ class TextData:
 
     def prepare(self, run_dir: Path | None) -> DataContext:
         """Load or train the tokenizer (cached beside the shards) and save it as run_dir/tokenizer.json."""
-        spec = dict(self.cfg.tokenizer)
-        kind = TOKENIZERS.build(spec, "data.tokenizer")
-        saved = run_dir / "tokenizer.json" if run_dir else None
-        if saved is not None and saved.exists():
-            tok = kind.load(saved)
-        elif kind.cfg.path:
-            if not Path(kind.cfg.path).exists():
-                raise ModalzooError(f"data.tokenizer.path: {kind.cfg.path} does not exist")
-            tok = kind.load(kind.cfg.path)
-        else:
-            digest = hashlib.sha1(json.dumps([spec, self.cfg.tokenizer_train_docs], sort_keys=True).encode())
-            cached = Path(self.cfg.path) / "tokenizers" / f"{spec['name']}-{digest.hexdigest()[:10]}.json"
-            if cached.exists():
-                tok = kind.load(cached)
-            else:
-                tok = kind.train(self.texts(self.cfg.train_split, self.cfg.tokenizer_train_docs))
-                try:
-                    cached.parent.mkdir(exist_ok=True)
-                    tok.save(cached)
-                except OSError:
-                    pass                                   # read-only data folder: train again next time
-        if saved is not None:
-            tok.save(saved)
+        tok = load_or_train(dict(self.cfg.tokenizer), run_dir, Path(self.cfg.path) / "tokenizers",
+                            [self.cfg.tokenizer_train_docs],
+                            lambda: self.texts(self.cfg.train_split, self.cfg.tokenizer_train_docs),
+                            f"no text documents in {self.cfg.path}/{self.cfg.train_split}")
         self.tokenizer = tok
         return DataContext(tokenizer=tok)
 

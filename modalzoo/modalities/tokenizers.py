@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,3 +122,38 @@ class ByteLevelBPE:
 
     def load(self, path: str | Path) -> TextTokenizer:
         return TextTokenizer(Tokenizer.from_file(str(path)), self.specials)
+
+
+def load_or_train(spec: dict, run_dir: Path | None, cache_dir: Path, cache_key: list,
+                  texts: Callable[[], Iterator[str]], empty_message: str = "no text to train the tokenizer on"
+                  ) -> TextTokenizer:
+    """The run's tokenizer: run_dir/tokenizer.json if it exists (a resumed run), else ``spec['path']``,
+    else one trained on ``texts()`` and cached in ``cache_dir`` under a digest of spec + ``cache_key``.
+    Always saved as run_dir/tokenizer.json."""
+    kind = TOKENIZERS.build(spec, "data.tokenizer")
+    saved = Path(run_dir) / "tokenizer.json" if run_dir else None
+    if saved is not None and saved.exists():
+        tok = kind.load(saved)
+    elif kind.cfg.path:
+        if not Path(kind.cfg.path).exists():
+            raise ModalzooError(f"data.tokenizer.path: {kind.cfg.path} does not exist")
+        tok = kind.load(kind.cfg.path)
+    else:
+        digest = hashlib.sha1(json.dumps([spec, *cache_key], sort_keys=True).encode()).hexdigest()[:10]
+        cached = Path(cache_dir) / f"{spec['name']}-{digest}.json"
+        if cached.exists():
+            tok = kind.load(cached)
+        else:
+            stream = texts()
+            first = next(stream, None)
+            if first is None:
+                raise ModalzooError(empty_message)
+            tok = kind.train(itertools.chain([first], stream))
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tok.save(cached)
+            except OSError:
+                pass                                   # read-only data folder: train again next time
+    if saved is not None:
+        tok.save(saved)
+    return tok
