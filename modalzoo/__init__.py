@@ -19,7 +19,7 @@ from .recipes import list_recipes, load_recipe  # noqa: E402
 from .registry import REGISTRIES, Registry, registry_for  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "ModalzooError", "PretrainModel", "Registry", "build_model", "list_components",
+__all__ = ["ConfigError", "ModalzooError", "PretrainModel", "Registry", "build_model", "from_pretrained", "list_components",
            "list_recipes", "load_recipe", "registry_for", "train"]
 
 
@@ -30,6 +30,12 @@ def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]
     if kind is not None:
         return registry_for(kind).names()
     return {k: r.names() for k, r in REGISTRIES.items()}
+
+
+def from_pretrained(source):
+    """A modalzoo-format export (a folder, or ``hf-hub:REPO``) as a `PretrainModel` in eval mode."""
+    from .hub.pretrained import from_pretrained as _from_pretrained
+    return _from_pretrained(source)
 
 
 def train(cfg):

@@ -16,6 +16,7 @@ EXAMPLES = {
              "  modalzoo train my_recipe.yaml --import my_components   # your own recipe and components",
     "eval": "modalzoo eval runs/tiny",
     "data build": "modalzoo data build text-sample --out data/text-sample",
+    "export": "modalzoo export runs/clip_tiny --format hf --out exports/clip_tiny [--push me/clip-tiny --private]",
     "checkpoint consolidate": "modalzoo checkpoint consolidate runs/base --out runs/base/consolidated",
     "data pack-text": "modalzoo data pack-text corpus/*.txt notes.jsonl --out data/my-corpus --val-fraction 0.01",
     "data pack-images": "modalzoo data pack-images photos/ captions.csv --out data/my-images --val-fraction 0.05",
@@ -48,6 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import your module first (runs that use your own components)")
+
+    p = command("export", "Export a run for others: --format hf writes a folder transformers loads natively "
+                          "(BertForMaskedLM, RobertaForMaskedLM, ViTModel, ViTMAEForPreTraining, CLIPModel), verified "
+                          "against the zoo model; --format modalzoo works for any run "
+                          "(modalzoo.from_pretrained). Both write the tokenizer/image processor files and a "
+                          "model card.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", choices=["hf", "modalzoo"], default="hf")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--arch", help="transformers architecture (default: from the recipe's targets); "
+                                  "'vit' exports one image stream's encoder as ViTModel")
+    p.add_argument("--stream", help="with --arch vit: the image stream to export")
+    p.add_argument("--step", type=int, help="which checkpoint (default: the newest complete one)")
+    p.add_argument("--push", metavar="REPO_ID", help="upload to the Hugging Face Hub (token: HF_TOKEN or login)")
+    p.add_argument("--private", action="store_true", help="with --push: create the repo private")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
 
     ckpt_parser = sub.add_parser("checkpoint", help="Work with a run's checkpoints.",
                                  description="Work with a run's checkpoints.", formatter_class=fmt,
@@ -140,6 +158,12 @@ def run(argv: list[str]) -> int:
         from .model import import_components
         import_components()
         evaluate_run(args.run_dir, batches=args.batches, device=args.device)
+    elif args.command == "export":
+        from .hub.export import export_run
+        if args.private and not args.push:
+            raise ModalzooError("--private only applies with --push REPO_ID")
+        export_run(args.run_dir, args.out, format=args.format, arch=args.arch, stream=args.stream, step=args.step,
+                   push=args.push, private=args.private, overwrite=args.overwrite)
     elif args.command == "checkpoint":
         from .evaluation.run import consolidate_run
         path = consolidate_run(args.run_dir, args.out, args.step)

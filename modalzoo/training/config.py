@@ -39,6 +39,8 @@ class RecipeConfig:
     recipe: str = ""                 # the recipe's name (set by load_recipe)
     run_dir: str | None = None       # default: runs/<recipe>/<timestamp>
     seed: int = 0
+    init_from: str | None = None     # hf:DIR_or_REPO (a transformers checkpoint) or modalzoo:DIR_or_REPO
+    init_from_ignore: list[str] = field(default_factory=list)   # checkpoint name prefixes to drop on purpose
     model: Any = None                # streams and targets: validated against the registries
     data: Any = None                 # a registered dataset's options
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

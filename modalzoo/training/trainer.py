@@ -129,6 +129,10 @@ class Trainer:
             self.data_ctx = self.data.prepare(self.run_dir)
         self.model = build_model(cfg).to(self.device)
         self._check_vocab()
+        if cfg.get("init_from"):          # before any checkpoint: a resume then restores the trained weights
+            from ..hub.pretrained import init_from
+            init_from(self.model, cfg, self.data_ctx.tokenizer,
+                      echo=lambda line: print(line, file=sys.stderr) if self.env.is_main else None)
         self.transforms = self.model.batch_transforms(self.data_ctx)
         n_params = sum(p.numel() for p in self.model.parameters())
         self.strategy = pdist.choose_strategy(t.strategy, self.env.world_size, n_params, t.fsdp_threshold)

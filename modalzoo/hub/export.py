@@ -1,0 +1,162 @@
+"""`modalzoo export RUN_DIR --format hf|modalzoo --out DIR [--push REPO_ID]`: a run's weights as a folder
+that `transformers` (``--format hf``) or `modalzoo.from_pretrained` (``--format modalzoo``) loads.
+
+An hf export is verified before it is kept: the written folder is loaded back with the transformers Auto
+class and run next to the zoo model on the same inputs; a difference above ``TOLERANCE`` aborts the export.
+The folder is assembled under a temporary name and renamed into place, so ``--out`` is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
+
+from ..errors import ModalzooError
+from ..model import build_model, import_components
+from ..registry import TOKENIZERS, to_plain
+from ..training import checkpoint as ckpt
+from . import architectures
+from .architectures import Architecture, Preprocessing
+from .card import write_card
+
+TOLERANCE = 1e-4        # max |difference| between the zoo model and the exported one, fp32
+FIGURES = ("loss_curve.png", "zero_shot_confusion.png", "mae_reconstructions.png")
+
+
+@dataclass
+class RunForExport:
+    run_dir: Path
+    cfg: DictConfig
+    model: torch.nn.Module
+    checkpoint: Path
+    step: int
+    prep: Preprocessing
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> RunForExport:
+    """A run's config, model with the chosen (default: newest) checkpoint's weights, and preprocessing."""
+    from ..evaluation.run import find_checkpoint
+    import_components()
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    path = find_checkpoint(run_dir, step)
+    model = build_model(cfg)
+    ckpt.load_weights(model, path)           # single file or sharded (DCP); strict
+    model.eval()
+    meta = json.loads((path / "meta.json").read_text())
+    return RunForExport(run_dir, cfg, model, path, int(meta["step"]), preprocessing(cfg, run_dir))
+
+
+def preprocessing(cfg: DictConfig, run_dir: Path) -> Preprocessing:
+    data = to_plain(cfg.get("data")) or {}
+    prep = Preprocessing(seq_len=data.get("seq_len"), image_size=data.get("image_size"),
+                         mean=list(data.get("mean") or []), std=list(data.get("std") or []))
+    spec = data.get("tokenizer")
+    if spec and (run_dir / "tokenizer.json").exists():
+        prep.tokenizer = TOKENIZERS.build(spec, "data.tokenizer").load(run_dir / "tokenizer.json")
+        prep.tokenizer_name = spec["name"]
+    if prep.image_size and not prep.mean:      # the image datasets' defaults
+        from ..datasets.images import CLIP_MEAN, CLIP_STD
+        prep.mean, prep.std = list(CLIP_MEAN), list(CLIP_STD)
+    return prep
+
+
+def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: str | None = None,
+               stream: str | None = None, step: int | None = None, push: str | None = None, private: bool = False,
+               overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Export a run (see the module docstring); returns the output folder."""
+    if format not in ("hf", "modalzoo"):
+        raise ModalzooError(f"--format must be hf or modalzoo, not {format!r}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ModalzooError(f"{out} exists and is not empty; pass --overwrite or choose another --out")
+    run = load_run(run_dir, step)
+    model_spec = to_plain(run.cfg.model)
+    tmp = out.parent / f".tmp-{out.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        if format == "hf":
+            chosen = architectures.get(arch or architectures.detect(model_spec))
+            verified = _write_hf(run, chosen, model_spec, stream, tmp)
+            echo(f"verified against transformers.{chosen.model_class}: "
+                 + ", ".join(f"max |Δ {k}| = {v:.2g}" for k, v in verified.items()))
+        else:
+            if arch or stream:
+                raise ModalzooError("--arch/--stream choose a transformers class; --format modalzoo exports the "
+                                    "whole model")
+            chosen, verified = None, {}
+            _write_modalzoo(run, tmp)
+        _write_preprocessing(run.prep, chosen, tmp)
+        figures = [name for name in FIGURES if (run.run_dir / name).exists()]
+        for name in figures:
+            shutil.copy(run.run_dir / name, tmp / name)
+        write_card(tmp, run, format, chosen, figures, verified, repo_id=push)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    echo(f"wrote {out} ({format}{'' if chosen is None else ': ' + chosen.model_class})")
+    if push:
+        from .push import push_folder
+        url = push_folder(out, push, private=private)
+        echo(f"pushed to {url}")
+    return out
+
+
+def _write_hf(run: RunForExport, arch: Architecture, spec: dict, stream: str | None, out: Path) -> dict[str, float]:
+    import transformers
+    try:
+        kwargs = arch.hf_config(spec, stream, run.prep)
+    except ModalzooError as err:
+        raise ModalzooError(f"--format hf cannot export this run as transformers.{arch.model_class}: {err}. "
+                            f"--format modalzoo exports any run") from None
+    hf = architectures.hf_model(arch, kwargs)
+    result = hf.load_state_dict(arch.to_hf(run.model, spec, stream, kwargs), strict=False)
+    if result.missing_keys or result.unexpected_keys:      # the mapping and the HF class disagree: a bug
+        raise ModalzooError(f"{arch.model_class} does not take the mapped weights: missing "
+                            f"{result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}")
+    hf.save_pretrained(out)
+    extra = {"add_pooling_layer": False} if arch.name == "vit" else {}
+    loaded = getattr(transformers, arch.auto_class).from_pretrained(out, use_safetensors=True, **extra).eval()
+    if type(loaded).__name__ != arch.model_class:
+        raise ModalzooError(f"{arch.auto_class} loaded {type(loaded).__name__}, not {arch.model_class}")
+    diffs = arch.compare(run.model, loaded, spec, stream, run.prep)
+    worst = max(diffs.values())
+    if not worst <= TOLERANCE:
+        raise ModalzooError(f"the exported {arch.model_class} differs from the zoo model by {worst:.3g} "
+                            f"(> {TOLERANCE}): {diffs}; nothing was written")
+    return diffs
+
+
+def _write_modalzoo(run: RunForExport, out: Path) -> None:
+    from .. import __version__
+    recipe = OmegaConf.to_container(run.cfg, resolve=True)
+    recipe.pop("run_dir", None)
+    config = {"modalzoo": {"version": __version__, "format": 1, "step": run.step,
+                           "source_checkpoint": run.checkpoint.name}, **recipe}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    weights = {k: v.detach().contiguous().cpu() for k, v in run.model.state_dict().items()}
+    save_file(weights, out / "model.safetensors", metadata={"format": "modalzoo", "step": str(run.step)})
+
+
+def _write_preprocessing(prep: Preprocessing, arch: Architecture | None, out: Path) -> None:
+    from .preprocessing import write_image_processor, write_tokenizer_files
+    text_style = arch.text_style if arch else ("bert" if prep.tokenizer_name == "wordpiece" else "roberta")
+    if prep.tokenizer is not None and (arch is None or arch.text_style):
+        write_tokenizer_files(prep.tokenizer, out, model_max_length=prep.seq_len, style=text_style)
+    if prep.image_size and (arch is None or arch.images):
+        write_image_processor(out, prep.image_size, prep.mean, prep.std,
+                              style="clip" if arch is not None and arch.name == "clip" else "vit")

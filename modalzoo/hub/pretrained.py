@@ -1,0 +1,164 @@
+"""Loading exports: `modalzoo.from_pretrained(DIR | hf-hub:REPO)` for modalzoo-format folders, and a recipe's
+``init_from=hf:DIR_or_REPO`` (a transformers checkpoint) or ``init_from=modalzoo:DIR`` to start training
+from existing weights.
+
+Weights are read from safetensors only (transformers is asked for ``use_safetensors=True``), so loading
+never unpickles. Key checking is strict: every checkpoint tensor is mapped or named in the error (or
+deliberately dropped with ``init_from_ignore``), and every zoo tensor of the mapped part is filled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+from torch import nn
+
+from ..errors import ModalzooError
+from . import architectures
+
+MODEL_TYPES = {"bert": "bert", "roberta": "roberta", "vit": "vit", "vit_mae": "vit_mae", "clip": "clip"}
+DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt"]
+
+
+def resolve(source: str) -> Path:
+    """A local folder, or a Hub repo (``hf-hub:REPO`` or a bare ``owner/name`` that is not a local path)
+    downloaded with `huggingface_hub` (json and safetensors files only)."""
+    repo = source.removeprefix("hf-hub:")
+    if not source.startswith("hf-hub:") and Path(source).exists():
+        return Path(source)
+    if not source.startswith("hf-hub:") and (repo.count("/") != 1 or repo.startswith((".", "/"))):
+        raise ModalzooError(f"{source} does not exist (and is not an owner/name Hub repo id)")
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(repo, allow_patterns=DOWNLOAD_PATTERNS))
+    except Exception as err:
+        raise ModalzooError(f"could not download {repo} from the Hub ({type(err).__name__}: {err})") from None
+
+
+def from_pretrained(source: str | Path) -> nn.Module:
+    """A modalzoo-format export (folder or ``hf-hub:REPO``) as a `PretrainModel` in eval mode, with its
+    resolved recipe as ``model.recipe``."""
+    from ..model import build_model, import_components
+    import_components()
+    path = resolve(str(source))
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise ModalzooError(f"{path} has no config.json: not an export")
+    config = json.loads(config_file.read_text())
+    if "modalzoo" not in config:
+        kind = config.get("model_type", "?")
+        raise ModalzooError(f"{path} is a transformers export (model_type {kind!r}), not a modalzoo one: load it "
+                            f"with transformers, or start a recipe from it with init_from=hf:{source}")
+    config.pop("modalzoo")
+    model = build_model(config["model"])
+    _load_strict(model, path / "model.safetensors")
+    model.recipe = OmegaConf.create(config)
+    return model.eval()
+
+
+def _load_strict(model: nn.Module, file: Path) -> None:
+    if not file.exists():
+        raise ModalzooError(f"{file} is missing: the export is incomplete")
+    result = model.load_state_dict(load_file(str(file)), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModalzooError(f"{file} does not fit the model its config.json describes: missing "
+                            f"{_listed(result.missing_keys)}; unexpected {_listed(result.unexpected_keys)}")
+
+
+def _listed(keys: Sequence[str], limit: int = 8) -> str:
+    keys = list(keys)
+    return "[" + ", ".join(keys[:limit]) + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "") + "]"
+
+
+# ------------------------------------------------------------------------------------------- init_from
+
+def init_from(model: nn.Module, cfg, tokenizer=None, echo: Callable[[str], None] = print) -> None:
+    """Apply a recipe's ``init_from`` (``hf:SRC`` or ``modalzoo:SRC``) to a freshly built model."""
+    source = str(cfg.init_from)
+    if source.startswith("modalzoo:"):
+        path = resolve(source.removeprefix("modalzoo:"))
+        _check_tokenizer(path, tokenizer)
+        _load_strict(model, path / "model.safetensors")
+        echo(f"init_from: loaded {path} (modalzoo format)")
+        return
+    if not source.startswith("hf:"):
+        raise ModalzooError(f"init_from={source!r}: expected hf:DIR_or_REPO (a transformers checkpoint) or "
+                            f"modalzoo:DIR_or_REPO (a modalzoo export)")
+    import_hf(model, OmegaConf.to_container(cfg.model, resolve=True), source.removeprefix("hf:"),
+              ignore=list(cfg.get("init_from_ignore") or []), tokenizer=tokenizer, echo=echo)
+
+
+def import_hf(model: nn.Module, spec: dict, source: str, ignore: Sequence[str] = (), stream: str | None = None,
+              tokenizer=None, echo: Callable[[str], None] = print) -> None:
+    """Load a transformers checkpoint (BERT, RoBERTa, ViT, ViT-MAE, CLIP) into a zoo model, strictly."""
+    import transformers
+    path = resolve(source)
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise ModalzooError(f"{path} has no config.json: not a transformers checkpoint")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type not in MODEL_TYPES:
+        raise ModalzooError(f"init_from: model_type {model_type!r} in {config_file} has no zoo mapping "
+                            f"(have {', '.join(MODEL_TYPES)})")
+    arch = architectures.get(MODEL_TYPES[model_type])
+    if arch.whole_model and architectures.detect(spec) != arch.name:
+        raise ModalzooError(f"init_from: {path} is a {arch.model_class} checkpoint but the recipe's model is "
+                            f"a '{architectures.detect(spec)}' model")
+    _check_tokenizer(path, tokenizer)
+    extra = {"add_pooling_layer": False} if arch.name == "vit" else {}
+    try:
+        hf, info = getattr(transformers, arch.model_class).from_pretrained(
+            path, use_safetensors=True, output_loading_info=True, **extra)
+    except OSError as err:
+        raise ModalzooError(f"init_from: cannot load {path} as {arch.model_class} from safetensors ({err}); "
+                            f"modalzoo never loads pickled .bin weights") from None
+    unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith(tuple(ignore))]
+    problems = {"missing from the checkpoint": info.get("missing_keys", []),
+                "in the checkpoint but unmapped (drop deliberately with init_from_ignore=[prefix,...])": unexpected,
+                "of another shape": [str(m) for m in info.get("mismatched_keys", [])]}
+    problems = {what: keys for what, keys in problems.items() if keys}
+    if problems:
+        raise ModalzooError(f"init_from: {path} does not fit {arch.model_class}: "
+                            + "; ".join(f"{what}: {_listed(keys)}" for what, keys in problems.items()))
+    zoo_state = arch.to_zoo(hf.state_dict(), spec, stream)
+    _load_mapped(model, zoo_state, arch, hf.config)
+    echo(f"init_from: loaded {len(zoo_state)} tensors from {path} ({arch.model_class})")
+
+
+def _load_mapped(model: nn.Module, zoo_state: dict[str, torch.Tensor], arch, hf_config) -> None:
+    own = model.state_dict()
+    buffers = dict(model.named_buffers())
+    wrong_shape = [f"{k}: checkpoint {list(v.shape)} vs recipe {list(own[k].shape)}"
+                   for k, v in zoo_state.items() if k in own and own[k].shape != v.shape]
+    if wrong_shape:
+        dims = {k: getattr(hf_config, k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "image_size",
+                                                   "patch_size") if hasattr(hf_config, k)}
+        raise ModalzooError(f"init_from: the recipe's model has another shape than the checkpoint ({dims}): "
+                            + _listed(wrong_shape, 6))
+    for key in [k for k in zoo_state if k not in own]:
+        fixed = buffers.get(key)       # e.g. the recipe fixes sin-cos positions the checkpoint learned
+        if fixed is None or fixed.shape != zoo_state[key].shape or not torch.allclose(fixed, zoo_state[key],
+                                                                                       atol=1e-6):
+            raise ModalzooError(f"init_from: '{key}' has no place in the recipe's model"
+                                + (" (it fixes this tensor to other values: make it learned)" if fixed is not None
+                                   else ""))
+        del zoo_state[key]
+    result = model.load_state_dict(zoo_state, strict=False)
+    if arch.whole_model and result.missing_keys:
+        raise ModalzooError(f"init_from: the checkpoint leaves zoo tensors unset: {_listed(result.missing_keys)}")
+
+
+def _check_tokenizer(path: Path, tokenizer) -> None:
+    """A checkpoint's embeddings are indexed by its own tokenizer's ids: the run must use the same one."""
+    file = path / "tokenizer.json"
+    if tokenizer is None or not file.exists():
+        return
+    from tokenizers import Tokenizer
+    if Tokenizer.from_file(str(file)).get_vocab() != tokenizer.tokenizer.get_vocab():
+        raise ModalzooError(f"init_from: the run's tokenizer is not {file}'s (the embeddings would be read with "
+                            f"other ids); set data.tokenizer.path={file}")
