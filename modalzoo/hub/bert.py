@@ -9,7 +9,6 @@ The only non-renaming step is the attention input: the zoo fuses query/key/value
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor
 
 from ..errors import ModalzooError
 from ..registry import EMBEDDINGS, ENCODERS, TARGETS, to_plain
+from .mapping import HIDDEN_ACT, check_keys, count_layers, expand, refuse
 
 # The differences between the two architectures' names: the model prefix and the MLM head's modules.
 ARCHS = {
@@ -52,13 +52,7 @@ def _pairs(arch: str, stream: str, target: str, layers: int, tie_weights: bool) 
     if arch not in ARCHS:
         raise ModalzooError(f"unknown arch '{arch}'; expected one of {', '.join(ARCHS)}")
     names = dict(ARCHS[arch], s=stream, t=target)
-    pairs = []
-    for zoo, hf in TABLE:
-        hf = hf if isinstance(hf, list) else [hf]
-        for i in range(layers) if "{i}" in zoo else [None]:
-            for p in ("weight", "bias") if "{p}" in zoo else [None]:
-                fill = dict(names, i=i, p=p)
-                pairs.append((zoo.format(**fill), [h.format(**fill) for h in hf]))
+    pairs = [(zoo, hf) for zoo, hf, _ in expand(TABLE, names, {"i": layers})]
     if not tie_weights:   # HF's forward adds decoder.bias; untied (transformers >= 5) it is not the head bias
         pairs = [(z, [f"{names['head']}.decoder.bias"] if z == f"targets.{target}.bias" else hs) for z, hs in pairs]
         pairs.append((f"targets.{target}.decoder.weight", [f"{names['head']}.decoder.weight"]))
@@ -74,22 +68,6 @@ def _duplicates(arch: str, tie_weights: bool) -> dict[str, str]:
     return {f"{head}.bias": f"{head}.decoder.bias"}
 
 
-def _layers(keys, pattern: str) -> int:
-    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
-    return max(found) + 1 if found else 0
-
-
-def _check_keys(missing: list[str], unexpected: list[str], source: str) -> None:
-    def listed(keys: list[str], limit: int = 8) -> str:
-        more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-        return ", ".join(keys[:limit]) + more
-
-    if missing or unexpected:
-        parts = ([f"missing {listed(missing)}"] if missing else []) + \
-                ([f"unmapped {listed(unexpected)}"] if unexpected else [])
-        raise ModalzooError(f"{source} state dict does not fit the zoo mapping: {'; '.join(parts)}")
-
-
 def hf_to_zoo(hf_state: Mapping[str, Tensor], stream: str = "text", target: str = "mlm", arch: str = "bert",
               tie_weights: bool = True) -> dict[str, Tensor]:
     """A `BertForMaskedLM`/`RobertaForMaskedLM` state dict as zoo `PretrainModel` names.
@@ -98,7 +76,7 @@ def hf_to_zoo(hf_state: Mapping[str, Tensor], stream: str = "text", target: str 
     the word embedding and head bias); anything else raises. ``tie_weights=False`` maps the decoder to the
     zoo's untied ``targets.<target>.decoder``.
     """
-    layers = _layers(hf_state, rf"{re.escape(arch)}\.encoder\.layer\.(\d+)\.")
+    layers = count_layers(hf_state, f"{arch}.encoder.layer.")
     pairs = _pairs(arch, stream, target, layers, tie_weights)
     duplicates = _duplicates(arch, tie_weights)
     for copy, original in duplicates.items():
@@ -108,7 +86,7 @@ def hf_to_zoo(hf_state: Mapping[str, Tensor], stream: str = "text", target: str 
                                 + (" (build the zoo model with tie_weights: false)" if "weight" in copy else ""))
     mapped = {h for _, hs in pairs for h in hs}
     ignored = set(duplicates) | {b.format(**ARCHS[arch]) for b in IGNORED_BUFFERS}
-    _check_keys([h for _, hs in pairs for h in hs if h not in hf_state],
+    check_keys([h for _, hs in pairs for h in hs if h not in hf_state],
                 sorted(set(hf_state) - mapped - ignored), f"HF {arch}")
     return {zoo: torch.cat([hf_state[h] for h in hs]) if len(hs) > 1 else hf_state[hs[0]] for zoo, hs in pairs}
 
@@ -118,11 +96,11 @@ def zoo_to_hf(zoo_state: Mapping[str, Tensor], stream: str = "text", target: str
     """The inverse of `hf_to_zoo`: zoo names -> HF names, with the tied decoder weight and bias filled in.
 
     An untied zoo head (a ``targets.<target>.decoder.weight``) gives an untied HF decoder."""
-    layers = _layers(zoo_state, rf"streams\.{re.escape(stream)}\.encoder\.blocks\.(\d+)\.")
+    layers = count_layers(zoo_state, f"streams.{stream}.encoder.blocks.")
     tie_weights = f"targets.{target}.decoder.weight" not in zoo_state
     pairs = _pairs(arch, stream, target, layers, tie_weights)
     zoo_names = {z for z, _ in pairs}
-    _check_keys([z for z, _ in pairs if z not in zoo_state], sorted(set(zoo_state) - zoo_names), "zoo")
+    check_keys([z for z, _ in pairs if z not in zoo_state], sorted(set(zoo_state) - zoo_names), "zoo")
     hf: dict[str, Tensor] = {}
     for zoo, hs in pairs:
         if len(hs) == 1:
@@ -132,9 +110,6 @@ def zoo_to_hf(zoo_state: Mapping[str, Tensor], stream: str = "text", target: str
     for copy, original in _duplicates(arch, tie_weights).items():
         hf[copy] = hf[original]
     return hf
-
-
-HIDDEN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "relu": "relu"}
 
 
 def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch: str = "bert") -> dict:
@@ -190,9 +165,7 @@ def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch
         need[f"{where_s}.encoder.activation"] = (enc.activation, "|".join(HIDDEN_ACT))
     if emb.type_vocab_size < 1:
         need[f"{where_s}.embedding.type_vocab_size"] = (emb.type_vocab_size, ">= 1")
-    bad = [f"{key}={got!r} (needs {want!r})" for key, (got, want) in need.items() if got != want]
-    if bad:
-        raise ModalzooError(f"{arch} cannot express {', '.join(bad)}")
+    refuse(arch, need)
     return dict(vocab_size=emb.vocab_size, hidden_size=enc.dim, num_hidden_layers=enc.layers,
                 num_attention_heads=enc.heads, intermediate_size=enc.hidden_ffn,
                 max_position_embeddings=emb.max_positions + emb.position_offset,

@@ -154,7 +154,12 @@ def _write_modalzoo(run: RunForExport, out: Path) -> None:
 
 def _write_preprocessing(prep: Preprocessing, arch: Architecture | None, out: Path) -> None:
     from .preprocessing import write_image_processor, write_tokenizer_files
-    text_style = arch.text_style if arch else ("bert" if prep.tokenizer_name == "wordpiece" else "roberta")
+    if arch is not None:
+        text_style = arch.text_style
+    elif prep.tokenizer_name == "wordpiece":
+        text_style = "bert"
+    else:     # RobertaTokenizer assumes RoBERTa's special-token ids; other layouts load tokenizer.json as it is
+        text_style = "roberta" if prep.tokenizer is not None and prep.tokenizer.pad_id == 1 else "clip"
     if prep.tokenizer is not None and (arch is None or arch.text_style):
         write_tokenizer_files(prep.tokenizer, out, model_max_length=prep.seq_len, style=text_style)
     if prep.image_size and (arch is None or arch.images):

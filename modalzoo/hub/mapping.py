@@ -20,9 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ModalzooError
-from ..model import import_components
 from ..registry import to_plain
-from .bert import _check_keys
 
 # (source -> zoo, zoo -> source); exports return contiguous tensors (safetensors refuses others)
 Transform = tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]
@@ -34,6 +32,18 @@ CLS_TOKEN: Transform = (lambda t: t.reshape(1, 1, -1), lambda t: t.reshape(-1)) 
 TRANSPOSED: Transform = (lambda t: t.T.contiguous(), lambda t: t.T.contiguous())  # x @ W <-> Linear
 
 HIDDEN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "relu": "relu"}
+
+
+def check_keys(missing: list[str], unexpected: list[str], source: str) -> None:
+    """Raise naming the missing and the unmapped keys of a state dict (the first few of each)."""
+    def listed(keys: list[str], limit: int = 8) -> str:
+        more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+        return ", ".join(keys[:limit]) + more
+
+    if missing or unexpected:
+        parts = ([f"missing {listed(missing)}"] if missing else []) + \
+                ([f"unmapped {listed(unexpected)}"] if unexpected else [])
+        raise ModalzooError(f"{source} state dict does not fit the zoo mapping: {'; '.join(parts)}")
 
 
 def expand(table: list[Row], names: Mapping[str, str], counts: Mapping[str, int]) -> list[Pair]:
@@ -70,7 +80,7 @@ def to_zoo(pairs: list[Pair], state: Mapping[str, Tensor], source: str, fixed: M
     """Map ``state`` (a checkpoint's names) to zoo names; every key must be mapped, fixed or ignored."""
     fixed = fixed or {}
     mapped = {s for _, ss, _ in pairs for s in ss}
-    _check_keys([s for _, ss, _ in pairs for s in ss if s not in state] + [f for f in fixed if f not in state],
+    check_keys([s for _, ss, _ in pairs for s in ss if s not in state] + [f for f in fixed if f not in state],
                 sorted(set(state) - mapped - set(fixed) - set(ignored)), source)
     for name, table in fixed.items():
         got = state[name]
@@ -88,7 +98,7 @@ def to_zoo(pairs: list[Pair], state: Mapping[str, Tensor], source: str, fixed: M
 def from_zoo(pairs: list[Pair], state: Mapping[str, Tensor], fixed: Mapping[str, Tensor] | None = None,
              ) -> dict[str, Tensor]:
     """The inverse of `to_zoo`, with the fixed tensors filled in; every zoo key must be mapped."""
-    _check_keys([z for z, _, _ in pairs if z not in state], sorted(set(state) - {z for z, _, _ in pairs}), "zoo")
+    check_keys([z for z, _, _ in pairs if z not in state], sorted(set(state) - {z for z, _, _ in pairs}), "zoo")
     out: dict[str, Tensor] = {}
     for zoo, ss, transform in pairs:
         t = state[zoo]
@@ -102,6 +112,7 @@ def from_zoo(pairs: list[Pair], state: Mapping[str, Tensor], fixed: Mapping[str,
 
 def model_section(recipe_cfg) -> dict:
     """A recipe's ``model`` section (or the section itself), as plain containers."""
+    from ..model import import_components
     import_components()          # fills the registries whose configs the helpers validate against
     model = to_plain(recipe_cfg)
     return model.get("model", model)
