@@ -19,8 +19,8 @@ from .recipes import list_recipes, load_recipe  # noqa: E402
 from .registry import REGISTRIES, Registry, registry_for  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "ModalzooError", "PretrainModel", "Registry", "build_model", "from_pretrained", "list_components",
-           "list_recipes", "load_recipe", "registry_for", "train"]
+__all__ = ["ConfigError", "ModalzooError", "PretrainModel", "Registry", "build_model", "from_pretrained",
+           "list_components", "list_recipes", "load_recipe", "registry_for", "train"]
 
 
 def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]:

@@ -1,11 +1,12 @@
 """The `image_text` dataset: webdataset shards of ``KEY.jpg|jpeg|png`` images with an optional
 ``KEY.txt`` caption and an optional ``KEY.cls`` integer class id (CLIP, MAE, zero-shot evaluation).
 
-Loader workers decode with PIL (any mode -> RGB), resize the shorter side to ``image_size`` and
-center-crop, and collate uint8 images; the finishing stage then augments (train only), normalises and
-runs the task transforms, drawing all randomness from the stream's per-batch generator so a batch is
-a pure function of its position in the stream (exact resume). A corrupt or truncated image, caption
-or class id is skipped and counted (the trainer reports it as ``skipped_samples``).
+Loader workers decode with PIL (any mode -> RGB), resize the shorter side to ``image_size`` (torchvision's
+antialiased bicubic, as `transformers`' image processors do) and center-crop, and collate uint8 images;
+the finishing stage then augments (train only), normalises and runs the task transforms, drawing all
+randomness from the stream's per-batch generator so a batch is a pure function of its position in the
+stream (exact resume). A corrupt or truncated image, caption or class id is skipped and counted (the
+trainer reports it as ``skipped_samples``).
 
 Batches: ``pixel_values`` float32 [B, 3, S, S] normalised with ``mean``/``std``; ``class_id`` long [B]
 (-1 where a sample has no ``.cls``); with ``captions``: ``input_ids`` long [B, seq_len] (bos, caption
@@ -51,6 +52,9 @@ class ImageTextDataConfig:
     mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
     std: list[float] = field(default_factory=lambda: list(CLIP_STD))
     augment: Literal["none", "light"] = "none"   # light: random resized crop (0.8-1) + rotation (+-10 deg)
+    # Let libjpeg decode large JPEGs at a reduced scale (>= 2x image_size): several times faster on photos,
+    # but then pixels differ slightly from what an export's transformers image processor computes.
+    jpeg_draft: bool = False
     num_workers: int = 1
     shuffle_buffer: int = 1000
     captions: bool = True            # tokenize KEY.txt into input_ids / attention_mask
@@ -88,25 +92,37 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to ``size`` (bicubic, antialiased), then take the central square."""
-    w, h = img.size
-    if (w, h) == (size, size):
-        return img
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
+def resize_center_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [3, H, W] -> uint8 [3, size, size]: resize the shorter side to ``size`` (bicubic, antialiased),
+    then take the central square.
+
+    This is exactly what `transformers`' default (torchvision) `CLIPImageProcessor` / `ViTImageProcessor` do
+    with ``size={"shortest_edge": size}`` and a center crop (see `modalzoo.hub.preprocessing`): the longer
+    side becomes ``int(size * long / short)`` (floored), the resize is torchvision's on the uint8 tensor, and
+    the crop starts at ``int((side - size) / 2)``. PIL's own bicubic differs from torchvision's by a few
+    levels, so the zoo uses torchvision's."""
+    from torchvision.transforms.v2 import functional as TF
+
+    height, width = pixels.shape[-2:]
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    new_h, new_w = (new_long, size) if width <= height else (size, new_long)
+    if (new_h, new_w) != (height, width):
+        pixels = TF.resize(pixels, [new_h, new_w], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    top, left = int((new_h - size) / 2.0), int((new_w - size) / 2.0)
+    return pixels[:, top:top + size, left:left + size].contiguous()
 
 
-def decode_image(raw: bytes, size: int) -> torch.Tensor:
-    """Encoded image bytes -> uint8 [3, size, size]. Raises on corrupt or truncated data."""
+def decode_image(raw: bytes, size: int, draft: bool = False) -> torch.Tensor:
+    """Encoded image bytes -> uint8 [3, size, size]. Raises on corrupt or truncated data.
+
+    ``draft``: decode JPEGs at a reduced scale (see ImageTextDataConfig.jpeg_draft)."""
     with Image.open(io.BytesIO(raw)) as img:
-        img.draft(None, (size, size))          # JPEG: let libjpeg decode at a reduced scale (>= size)
+        if draft:
+            img.draft(None, (size, size))
         img.load()
-        rgb = resize_center_crop(to_rgb(img), size)
-    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        rgb = np.array(to_rgb(img), dtype=np.uint8)
+    return resize_center_crop(torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), size)
 
 
 def image_bytes(sample: dict) -> bytes | None:
@@ -186,8 +202,9 @@ class ImageBatcher:
     """Runs in each loader worker: decode, resize, tokenize, collate (uint8 pixels; see ImageFinish)."""
 
     def __init__(self, image_size: int, batch_size: int, drop_last: bool, tokenizer: TextTokenizer | None,
-                 seq_len: int):
+                 seq_len: int, jpeg_draft: bool = False):
         self.image_size, self.batch_size, self.drop_last = image_size, batch_size, drop_last
+        self.jpeg_draft = jpeg_draft
         self.tokenizer, self.seq_len = tokenizer, seq_len
         self.empty_epochs = 0
 
@@ -197,7 +214,7 @@ class ImageBatcher:
                 raw = image_bytes(sample)
                 if raw is None:
                     raise ValueError(f"sample {sample.get('__key__')} has no .jpg/.jpeg/.png image")
-                example = Example(decode_image(raw, self.image_size),
+                example = Example(decode_image(raw, self.image_size, self.jpeg_draft),
                                   caption_of(sample) if self.tokenizer is not None else None, class_of(sample))
             except Exception:                  # PIL raises OSError, SyntaxError, ValueError, zlib errors, ...
                 skips.skipped += 1
@@ -332,7 +349,8 @@ class ImageTextData:
             raise RuntimeError("call prepare() before loader()")
         shards = self.shards(self.cfg.train_split if split == "train" else self.cfg.val_split)
         batcher = ImageBatcher(self.cfg.image_size, batch_size, drop_last=train,
-                               tokenizer=self.tokenizer if self.cfg.captions else None, seq_len=self.cfg.seq_len)
+                               tokenizer=self.tokenizer if self.cfg.captions else None, seq_len=self.cfg.seq_len,
+                               jpeg_draft=self.cfg.jpeg_draft)
         finish = ImageFinish(self.cfg.mean, self.cfg.std, self.cfg.augment if train else "none",
                              self.cfg.image_size, Transforms(transforms))
         stream = ShardStream(shards, batcher, finish, seed=seed, shuffle=train,

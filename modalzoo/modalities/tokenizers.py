@@ -2,6 +2,13 @@
 
 `wordpiece` is BERT's ([CLS] ... [SEP], lowercased by default); `bytelevel_bpe` is RoBERTa/GPT-2's
 (<s> ... </s>). Both train from an iterator of strings and reload from a `tokenizer.json` path.
+
+`bytelevel_bpe` puts its special tokens first by default (RoBERTa: <s>=0, <pad>=1, </s>=2, <unk>=3,
+<mask>=4); with ``specials_at_end: true`` they take the largest ids instead, in the order <pad>, <unk>,
+<mask>, <s>, </s> (so </s> = vocab_size - 1, <s> = vocab_size - 2; the training is the same and every
+other token keeps its place, shifted down by 5), CLIP's layout: open_clip pools text
+at the largest id and `transformers.CLIPModel` treats ``eos_token_id == 2`` as a legacy config, so a CLIP
+export wants its end-of-text token to be the largest id.
 """
 
 from __future__ import annotations
@@ -93,6 +100,7 @@ class ByteLevelBPEConfig:
     vocab_size: int = 8000
     min_frequency: int = 2
     add_prefix_space: bool = False
+    specials_at_end: bool = False    # specials get the largest ids, </s> the very largest (CLIP's layout)
     path: str | None = None
 
 
@@ -115,6 +123,8 @@ class ByteLevelBPE:
                                       special_tokens=[self.specials[r] for r in order],
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
         tok.train_from_iterator(texts, trainer=trainer)
+        if self.cfg.specials_at_end:          # the same training, then the specials renumbered to the end
+            tok = _specials_to_end(tok, [self.specials[r] for r in ["pad", "unk", "mask", "bos", "eos"]])
         tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
                                                           ("<s>", tok.token_to_id("<s>")),
                                                           add_prefix_space=self.cfg.add_prefix_space)
@@ -122,6 +132,24 @@ class ByteLevelBPE:
 
     def load(self, path: str | Path) -> TextTokenizer:
         return TextTokenizer(Tokenizer.from_file(str(path)), self.specials)
+
+
+def _specials_to_end(tok: Tokenizer, specials: list[str]) -> Tokenizer:
+    """``tok`` (trained with ``specials`` as its first ids) with ``specials`` moved to the last ids, in the given
+    order, and every other id shifted down by ``len(specials)``. Merges are kept by token, so every text
+    encodes to the same tokens as before."""
+    data = json.loads(tok.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    n, size = len(specials), len(vocab)
+    if sorted(vocab.get(t, -1) for t in specials) != list(range(n)):
+        raise ModalzooError(f"expected the special tokens {specials} to hold the first {n} ids")
+    renumbered = {t: i - n for t, i in vocab.items() if t not in specials}
+    renumbered.update({t: size - n + k for k, t in enumerate(specials)})
+    data["model"]["vocab"] = dict(sorted(renumbered.items(), key=lambda item: item[1]))
+    for added in data["added_tokens"]:
+        added["id"] = renumbered[added["content"]]
+    data["added_tokens"].sort(key=lambda added: added["id"])
+    return Tokenizer.from_str(json.dumps(data))
 
 
 def load_or_train(spec: dict, run_dir: Path | None, cache_dir: Path, cache_key: list,

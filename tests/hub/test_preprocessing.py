@@ -1,0 +1,250 @@
+"""The exported preprocessing files: `transformers` (offline, no remote code) reproduces the zoo's
+tokenization (ids and attention mask) and eval image path (normalised pixels) exactly."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    AutoImageProcessor,
+    AutoProcessor,
+    AutoTokenizer,
+    BertConfig,
+    CLIPConfig,
+    RobertaConfig,
+    ViTConfig,
+)
+
+from modalzoo.datasets.images import CLIP_MEAN, CLIP_STD, ImageFinish, decode_image, encode_texts
+from modalzoo.datasets.packing import SpecialIds, chunk_document, pad_batch
+from modalzoo.errors import ModalzooError
+from modalzoo.hub.preprocessing import write_image_processor, write_tokenizer_files
+from modalzoo.registry import TOKENIZERS
+
+WORDS = ["cat", "dog", "seven", "three", "digit", "Café", "naïve", "Straße", "東京"]
+CORPUS = [f"The quick brown fox number {i} jumps over the lazy {w}. A photo of a {w}, said O'Neil-{i * 7}!"
+          for i, w in zip(range(300), itertools.cycle(WORDS))]
+SEQ_LEN = 16
+PROBES = [
+    "A photo of a cat.",
+    "",                                                             # empty: [CLS] [SEP] / <s> </s>
+    "  leading spaces,  doubled spaces\tand a tab\nand a newline ",
+    "Héllo CAFÉ naïve 東京 <mask> [MASK] </s> <s> <pad>",              # accents, CJK, special-token text
+    "seven three " * 30,                                             # longer than SEQ_LEN: truncated
+    "zzqqxx unseen wordpieces 🙂 e\u0301",                            # unknown characters, combining accent
+]
+CONFIGS = {"bert": BertConfig, "roberta": RobertaConfig, "clip": CLIPConfig}
+# (style, tokenizer spec): every layout an export can meet.
+CASES = {
+    "bert": ("bert", {"name": "wordpiece", "vocab_size": 400, "min_frequency": 1}),
+    "bert-cased": ("bert", {"name": "wordpiece", "vocab_size": 400, "min_frequency": 1, "lowercase": False}),
+    "roberta": ("roberta", {"name": "bytelevel_bpe", "vocab_size": 400, "min_frequency": 1}),
+    "roberta-prefix-space": ("roberta", {"name": "bytelevel_bpe", "vocab_size": 400, "min_frequency": 1,
+                                         "add_prefix_space": True}),
+    "clip": ("clip", {"name": "bytelevel_bpe", "vocab_size": 400, "min_frequency": 1, "specials_at_end": True}),
+    "clip-specials-first": ("clip", {"name": "bytelevel_bpe", "vocab_size": 400, "min_frequency": 1}),
+}
+ROLES = {"bert": {"cls": "bos", "sep": "eos", "pad": "pad", "unk": "unk", "mask": "mask"},
+         "roberta": {"bos": "bos", "eos": "eos", "cls": "bos", "sep": "eos", "pad": "pad", "unk": "unk",
+                     "mask": "mask"},
+         "clip": {"bos": "bos", "eos": "eos", "pad": "pad", "unk": "unk", "mask": "mask"}}
+CLASSES = {"bert": "BertTokenizer", "roberta": "RobertaTokenizer", "clip": "TokenizersBackend"}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return {case: TOKENIZERS.build(dict(spec)).train(CORPUS) for case, (_, spec) in CASES.items()}
+
+
+def export_tokenizer(tok, style, out, with_config=True):
+    write_tokenizer_files(tok, out, model_max_length=SEQ_LEN, style=style)
+    if with_config:                             # a config.json of the model type, as an export has
+        CONFIGS[style]().save_pretrained(out)
+    return AutoTokenizer.from_pretrained(out)
+
+
+@pytest.mark.parametrize("with_config", [True, False], ids=["config", "no-config"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_tokenizer_matches_zoo(trained, case, with_config, tmp_path):
+    style = CASES[case][0]
+    tok = trained[case]
+    hf = export_tokenizer(tok, style, tmp_path, with_config)
+    assert type(hf).__name__ == CLASSES[style]
+    assert len(hf) == tok.vocab_size == 400
+    assert hf.padding_side == "right" and hf.truncation_side == "right" and hf.model_max_length == SEQ_LEN
+    for hf_role, zoo_role in ROLES[style].items():
+        assert getattr(hf, f"{hf_role}_token_id") == getattr(tok, f"{zoo_role}_id"), hf_role
+    if style == "bert":
+        assert hf.bos_token_id is None and hf.eos_token_id is None
+    special = SpecialIds(tok.pad_id, tok.bos_id, tok.eos_id)
+
+    # One sequence with its specials: tok(text) == bos/[CLS] + the zoo's tokens + eos/[SEP].
+    for text in PROBES:
+        ids = tok.encode(text)[0]
+        out = hf(text)
+        assert out["input_ids"] == [tok.bos_id, *ids, tok.eos_id], text
+        assert out["attention_mask"] == [1] * (len(ids) + 2)
+    # MLM rows: truncation keeps the zoo's first chunk of a long document; padding matches pad_batch.
+    docs = [next(chunk_document(*tok.encode(t), SEQ_LEN, special)) for t in PROBES if t]
+    assert any(len(ids) == SEQ_LEN for ids, _ in docs)                         # one was truncated
+    for text, (ids, _) in zip([t for t in PROBES if t], docs):
+        assert hf(text, truncation=True, max_length=SEQ_LEN)["input_ids"] == ids
+    batch = hf([t for t in PROBES if t], padding=True, truncation=True, max_length=SEQ_LEN, return_tensors="pt")
+    zoo = pad_batch(docs, tok.pad_id)
+    assert torch.equal(batch["input_ids"], zoo["input_ids"])
+    assert torch.equal(batch["attention_mask"].bool(), zoo["attention_mask"])
+    # Captions / prompts: padding to max_length with truncation == encode_texts (empty text included).
+    batch = hf(PROBES, padding="max_length", max_length=SEQ_LEN, truncation=True, return_tensors="pt")
+    zoo = encode_texts(tok, PROBES, seq_len=SEQ_LEN)
+    assert torch.equal(batch["input_ids"], zoo["input_ids"])
+    assert torch.equal(batch["attention_mask"].bool(), zoo["attention_mask"])
+    # The ids decode to the zoo's text.
+    ids = hf(PROBES[0])["input_ids"]
+    assert hf.decode(ids) == tok.decode(ids)
+
+
+def test_clip_tokenizer_eos_is_largest_id(trained, tmp_path):
+    tok = trained["clip"]
+    hf = export_tokenizer(tok, "clip", tmp_path)
+    assert hf.eos_token_id == tok.eos_id == tok.vocab_size - 1 and hf.bos_token_id == tok.vocab_size - 2
+    rows = hf(PROBES, padding="max_length", max_length=SEQ_LEN, truncation=True, return_tensors="pt")
+    ids, mask = rows["input_ids"], rows["attention_mask"]
+    last = mask.sum(1) - 1
+    assert (ids[torch.arange(len(PROBES)), last] == hf.eos_token_id).all()
+    assert (ids.argmax(1) == last).all()                    # open_clip's argmax pooling finds the eos
+    assert ((ids == hf.eos_token_id).sum(1) == 1).all()     # HF CLIP's first-eos pooling finds the same one
+
+
+def test_tokenizer_config_files(trained, tmp_path):
+    write_tokenizer_files(trained["bert-cased"], tmp_path / "bert", model_max_length=128, style="bert")
+    config = json.loads((tmp_path / "bert" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "BertTokenizer" and config["model_max_length"] == 128
+    assert config["do_lower_case"] is False and config["strip_accents"] is False
+    assert config["cls_token"] == "[CLS]" and config["sep_token"] == "[SEP]" and "bos_token" not in config
+    assert {t["content"] for t in config["added_tokens_decoder"].values()} == {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                                              "[MASK]"}
+    specials = json.loads((tmp_path / "bert" / "special_tokens_map.json").read_text())
+    assert specials["mask_token"] == "[MASK]" and specials["pad_token"] == "[PAD]"
+    saved = json.loads((tmp_path / "bert" / "tokenizer.json").read_text())
+    assert saved == json.loads(trained["bert-cased"].tokenizer.to_str())
+    write_tokenizer_files(trained["clip"], tmp_path / "clip", model_max_length=77, style="clip")
+    config = json.loads((tmp_path / "clip" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast" and config["eos_token"] == "</s>"
+    assert config["added_tokens_decoder"][str(trained["clip"].vocab_size - 1)]["content"] == "</s>"
+
+
+def test_tokenizer_style_must_fit(trained, tmp_path):
+    with pytest.raises(ModalzooError, match="needs a WordPiece"):
+        write_tokenizer_files(trained["roberta"], tmp_path, 16, "bert")
+    with pytest.raises(ModalzooError, match="needs a BPE"):
+        write_tokenizer_files(trained["bert"], tmp_path, 16, "clip")
+    with pytest.raises(ModalzooError, match="unknown tokenizer style"):
+        write_tokenizer_files(trained["bert"], tmp_path, 16, "gpt2")
+    with pytest.raises(ModalzooError, match="unknown image processor style"):
+        write_image_processor(tmp_path, 32, CLIP_MEAN, CLIP_STD, "siglip")
+
+
+# ----------------------------------------------------------------------------------------- images
+
+def photo(width: int, height: int, seed: int) -> Image.Image:
+    """A smooth colour pattern with noise (a photo-like image with edges and texture)."""
+    rng = np.random.default_rng(seed)
+    x, y = np.linspace(0, 1, width)[None, :, None], np.linspace(0, 1, height)[:, None, None]
+    base = 127.5 * (1 + np.sin(7 * x + 4 * y + np.arange(3)[None, None] * 2.1))
+    return Image.fromarray(np.clip(base + rng.normal(0, 15, base.shape), 0, 255).astype(np.uint8))
+
+
+def sample_images() -> list[Image.Image]:
+    rgba = photo(45, 70, 3).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.random.default_rng(4).integers(0, 256, (70, 45), dtype=np.uint8)))
+    palette = photo(40, 30, 5).convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = 0
+    return [photo(50, 37, 0),                                   # landscape, downscaled
+            photo(37, 50, 1),                                   # portrait
+            photo(64, 64, 2).convert("L"),                      # greyscale
+            rgba,                                               # transparency composited onto white
+            palette,                                            # palette with a transparent index
+            photo(8, 8, 6),                                     # tiny: upscaled
+            photo(1000, 700, 7),                                # large
+            photo(32, 32, 8),                                   # already the size: untouched
+            photo(33, 100, 9),                                  # longer side rounds: int(32 * 100 / 33)
+            Image.fromarray(np.random.default_rng(10).integers(0, 256, (77, 91, 3), dtype=np.uint8))]  # noise
+
+
+def zoo_pixels(images: list[Image.Image], size: int) -> torch.Tensor:
+    """The zoo's eval path: encoded bytes -> decode_image -> /255 and normalise (ImageFinish, no augmentation)."""
+    def png(img):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+    batch = {"pixel_values": torch.stack([decode_image(png(img), size) for img in images])}
+    return ImageFinish(CLIP_MEAN, CLIP_STD, "none", size)(batch, torch.Generator())["pixel_values"]
+
+
+@pytest.mark.parametrize("size", [32, 24])
+@pytest.mark.parametrize("style", ["clip", "vit"])
+def test_image_processor_matches_zoo(style, size, tmp_path):
+    path = write_image_processor(tmp_path, size, CLIP_MEAN, CLIP_STD, style)
+    config = json.loads(path.read_text())
+    assert config["image_processor_type"] == {"clip": "CLIPImageProcessor", "vit": "ViTImageProcessor"}[style]
+    assert config.get("processor_class") == ("CLIPProcessor" if style == "clip" else None)
+    (CLIPConfig if style == "clip" else ViTConfig)().save_pretrained(tmp_path)
+    images = sample_images()
+    zoo = zoo_pixels(images, size)
+    assert zoo.shape == (len(images), 3, size, size)
+    image_processor = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(image_processor).__name__ == config["image_processor_type"]
+    assert image_processor.backend == "torchvision"                 # what AutoImageProcessor picks by default
+    hf = image_processor(images=images, return_tensors="pt")["pixel_values"]
+    assert hf.shape == zoo.shape and (hf - zoo).abs().max() <= 1e-6
+    one = image_processor(images=images[3], return_tensors="pt")["pixel_values"]   # alone, not in a batch
+    assert (one[0] - zoo[3]).abs().max() <= 1e-6
+    if style == "vit":                                  # AutoProcessor falls back to the image processor
+        processor = AutoProcessor.from_pretrained(tmp_path)
+        assert type(processor).__name__ == "ViTImageProcessor"
+        assert (processor(images=images, return_tensors="pt")["pixel_values"] - zoo).abs().max() <= 1e-6
+
+
+def test_clip_processor_matches_zoo(trained, tmp_path):
+    tok = trained["clip"]
+    write_tokenizer_files(tok, tmp_path, model_max_length=SEQ_LEN, style="clip")
+    write_image_processor(tmp_path, 32, CLIP_MEAN, CLIP_STD, "clip")
+    CLIPConfig().save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert type(processor).__name__ == "CLIPProcessor"
+    assert type(processor.image_processor).__name__ == "CLIPImageProcessor"
+    images = sample_images()[:len(PROBES)]
+    out = processor(text=PROBES, images=images, padding="max_length", max_length=SEQ_LEN, truncation=True,
+                    return_tensors="pt")
+    zoo = encode_texts(tok, PROBES, seq_len=SEQ_LEN)
+    assert torch.equal(out["input_ids"], zoo["input_ids"])
+    assert torch.equal(out["attention_mask"].bool(), zoo["attention_mask"])
+    assert (out["pixel_values"] - zoo_pixels(images, 32)).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("width, height", [(50, 37), (300, 200)], ids=["small", "large"])
+@pytest.mark.parametrize("draft", [False, True], ids=["exact", "jpeg_draft"])
+def test_jpeg_matches_zoo(width, height, draft, tmp_path):
+    """JPEG bytes give the processor's pixels. With ``jpeg_draft`` the zoo decodes JPEGs at least twice the
+    size at a reduced DCT scale (Image.draft); opening the file the same way before the processor reproduces
+    it (documented in modalzoo.hub.preprocessing)."""
+    size = 32
+    buf = io.BytesIO()
+    photo(width, height, 11).save(buf, format="JPEG", quality=90)
+    raw = buf.getvalue()
+    write_image_processor(tmp_path, size, CLIP_MEAN, CLIP_STD, "clip")
+    image_processor = AutoImageProcessor.from_pretrained(tmp_path)
+    zoo = ImageFinish(CLIP_MEAN, CLIP_STD, "none", size)({"pixel_values": decode_image(raw, size, draft)[None]},
+                                                         torch.Generator())["pixel_values"]
+    img = Image.open(io.BytesIO(raw))
+    if draft:
+        img.draft(None, (size, size))
+        assert (img.size != (width, height)) == (min(width, height) >= 2 * size)      # draft acts on the large one
+    hf = image_processor(images=img, return_tensors="pt")["pixel_values"]
+    assert (hf - zoo).abs().max() <= 1e-6
