@@ -405,3 +405,25 @@ def test_cli_export_then_train_from_it(text_sample, tmp_path):
     trained = run_cli("train", "bert_mlm_tiny", *exported_tokenizer, f"init_from=hf:{out}")
     assert trained.returncode == 0, trained.stderr
     assert "init_from: loaded" in trained.stderr
+
+
+def test_hub_repos_download_json_and_safetensors_only(tmp_path, monkeypatch):
+    import huggingface_hub
+    run_dir = fake_run(tmp_path, "bert")
+    zoo_export = export_mod.export_run(run_dir, tmp_path / "zoo", format="modalzoo", echo=lambda _: None)
+    hf_export = export_mod.export_run(run_dir, tmp_path / "hf", echo=lambda _: None)
+    asked = []
+
+    def fake_download(repo_id, allow_patterns=None, **kw):
+        asked.append((repo_id, allow_patterns))
+        return str({"me/zoo": zoo_export, "me/hf": hf_export}[repo_id])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    model = modalzoo.from_pretrained("hf-hub:me/zoo")
+    _, cfg, _ = zoo_model(run_dir)
+    fresh = modalzoo.build_model(cfg)
+    import_hf(fresh, OmegaConf.to_container(cfg.model, resolve=True), "me/hf", echo=lambda _: None)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert [repo for repo, _ in asked] == ["me/zoo", "me/hf"]
+    pickles = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+    assert all("*.safetensors" in p and not any(x.endswith(pickles) for x in p) for _, p in asked)
