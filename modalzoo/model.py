@@ -81,7 +81,13 @@ class PretrainModel(nn.Module):
                 module.init_weights()          # component-specific init (fixed tables, special tokens)
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
-        outputs = {name: stream(batch) for name, stream in self.streams.items()}
+        outputs = {}
+        for name, stream in self.streams.items():
+            out = outputs[name] = stream(batch)
+            for target in self.targets.values():
+                head = target.stream_head(name, out)
+                if head is not None:
+                    out.heads[target] = head
         loss: Tensor | float = 0.0
         metrics: dict[str, Tensor] = {}
         counts: dict[str, Tensor | int] = {}

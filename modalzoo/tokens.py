@@ -21,6 +21,9 @@ class Tokens:
     positions: Tensor | None = None      # [B, L] long position ids (reset per packed document)
     attn_mask: Tensor | None = None      # [B, L, L] bool, True = may attend (e.g. graph-guided)
     prefix_len: Tensor | None = None     # [B] long; prefix-LM: bidirectional inside the prefix
+    # True = padding (if any) only follows the real tokens of each row. A causal stack then needs no
+    # explicit mask: a real token only sees earlier positions, which are all real (`encoders/masks.py`).
+    right_padded: bool = False
     extras: dict = field(default_factory=dict)  # slot-to-slot side data (e.g. MAE's ids_restore)
 
     def replace(self, **changes) -> Tokens:

@@ -95,8 +95,12 @@ class Attention(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def _heads(self, t: Tensor, n: int) -> tuple[Tensor, ...]:
+        """[B, L, n*D] -> n views [B, heads, L, head_dim], no copy. Unbinding dim 2 (not a leading
+        permuted dim) matters for backward: the n gradients are stacked straight back into the
+        [B, L, n, heads, head_dim] layout the projection's backward reads, one copy instead of a stack
+        plus a contiguous copy (CPU SDPA returns [B, L, heads, head_dim]-major gradients)."""
         B, L, _ = t.shape
-        return t.view(B, L, n, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return tuple(h.transpose(1, 2) for h in t.view(B, L, n, self.heads, self.head_dim).unbind(2))
 
     def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False,
                 rope: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None) -> Tensor:

@@ -20,11 +20,17 @@ def build_attention_mask(tokens: Tokens, causal: bool = False, prefix: bool = Fa
     """Return ``(mask, is_causal)`` for `scaled_dot_product_attention`.
 
     ``is_causal`` is only True when causality is the whole story, so SDPA can take its fast path.
+    That includes causal attention over right-padded rows (``tokens.right_padded``): every real token
+    only sees earlier positions, all real, so causality alone gives real tokens exactly what the
+    explicit causal-and-padding mask would. Pad rows then also see the pads before them; their outputs
+    stay finite and nothing reads them (pooling takes real tokens, losses ignore pads). This saves a
+    [B, 1, L, L] mask per forward, which every layer keeps alive for backward (CLIP's text tower).
     """
     B, L = tokens.x.shape[:2]
     device = tokens.x.device
+    padding_needs_mask = tokens.pad_mask is not None and not tokens.right_padded
     full_needed = (tokens.segment_ids is not None or tokens.attn_mask is not None
-                   or (causal and tokens.pad_mask is not None) or prefix)
+                   or (causal and padding_needs_mask) or prefix)
     if not full_needed:
         if causal:
             return None, True
@@ -51,6 +57,14 @@ def build_attention_mask(tokens: Tokens, causal: bool = False, prefix: bool = Fa
     # A token may always see itself: keeps fully masked rows (padding) finite instead of NaN.
     mask = mask | torch.eye(L, dtype=torch.bool, device=device)
     return mask[:, None], False
+
+
+def is_right_padded(pad_mask: Tensor) -> bool:
+    """Whether every row of a [B, L] padding mask (True = real) is real tokens followed only by pads.
+
+    A host sync on an accelerator: callers check it where it is cheap (CPU), see `modalities/text.py`.
+    """
+    return not bool((pad_mask[:, 1:] & ~pad_mask[:, :-1]).any())     # no real token after a pad
 
 
 def key_padding_mask(tokens: Tokens) -> Tensor | None:

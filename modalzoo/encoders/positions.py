@@ -52,6 +52,12 @@ class AbsolutePositions(nn.Module):
     def forward(self, position_ids: Tensor) -> Tensor:
         return self.table(position_ids) if self.kind == "learned" else self.fixed[position_ids]
 
+    def first(self, length: int, offset: int = 0) -> Tensor:
+        """Positions offset .. offset+length-1 as a [length, dim] slice: the same vectors as ``forward`` of
+        an arange, without materialising (and keeping for backward) an id tensor."""
+        table = self.table.weight if self.kind == "learned" else self.fixed
+        return table[offset:offset + length]
+
 
 class Rotary(nn.Module):
     """Rotary position embedding (RoPE), rotate-half convention, driven by per-token position ids."""

@@ -9,7 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from ..encoders.blocks import make_norm
+from ..encoders.masks import is_right_padded
 from ..encoders.positions import AbsolutePositions
+from ..errors import ModalzooError
 from ..registry import EMBEDDINGS, TARGET_EMBEDDINGS
 from ..tokens import Tokens
 
@@ -26,6 +28,10 @@ class TokenEmbeddingConfig:
     norm_eps: float = 1e-12
     dropout: float = 0.0
     prefix: str = ""                 # reads batch[prefix + "input_ids"], ...: two text streams can coexist
+    # Padding only ever follows the real tokens (every zoo collator pads right), so a causal encoder can
+    # use SDPA's causal path without an explicit [B, 1, L, L] mask. Set false for left-padded batches;
+    # a left-padded mask on CPU with this on is refused (on an accelerator it is not checked: no sync).
+    right_padded: bool = True
 
 
 @EMBEDDINGS.register("token")
@@ -56,18 +62,38 @@ class TokenEmbedding(nn.Module):
         if L > self.cfg.max_positions and self.position is not None:
             raise ValueError(f"sequence length {L} exceeds max_positions {self.cfg.max_positions}")
         positions = batch.get(p + "position_ids")
-        if positions is None:
-            positions = torch.arange(L, device=ids.device).expand(B, L)
         x = self.word(ids)
         if self.position is not None:
-            x = x + self.position(positions + self.cfg.position_offset)
+            offset = self.cfg.position_offset
+            if positions is None:       # 0..L-1 for every row: a slice of the table, no ids to keep for backward
+                x = x + self.position.first(L, offset)
+            else:
+                x = x + self.position(positions + offset if offset else positions)
+        if positions is None:
+            positions = torch.arange(L, device=ids.device).expand(B, L)
         if self.token_type is not None:
             types = batch.get(p + "token_type_ids")
             x = x + (self.token_type(types) if types is not None else self.token_type.weight[0])
         pad = batch.get(p + "attention_mask")
-        return Tokens(x=self.drop(self.norm(x)), pad_mask=None if pad is None else pad.bool(),
-                      segment_ids=batch.get(p + "segment_ids"), positions=positions,
-                      prefix_len=batch.get(p + "prefix_len"))
+        if pad is not None:
+            pad = pad.bool()
+            if self.cfg.right_padded:
+                self._check_right_padded(pad)
+        return Tokens(x=self.drop(self.norm(x)), pad_mask=pad, segment_ids=batch.get(p + "segment_ids"),
+                      positions=positions, prefix_len=batch.get(p + "prefix_len"),
+                      right_padded=self.cfg.right_padded)
+
+    def _check_right_padded(self, pad: Tensor) -> None:
+        """Refuse a mask with padding before real tokens: with ``right_padded`` a causal encoder would let
+        real tokens attend to those pads. Checked on CPU only, where it is cheap; on an accelerator the
+        check would be a host sync every step, and under torch.compile a graph break."""
+        if pad.device.type != "cpu" or torch.compiler.is_compiling() or is_right_padded(pad):
+            return
+        key = self.cfg.prefix + "attention_mask"
+        raise ModalzooError(
+            f"batch['{key}'] has padding before real tokens (left padding?), but this token embedding "
+            f"assumes right padding (its option right_padded is true, the default). Set right_padded: false "
+            f"in the embedding's config for left-padded batches.")
 
 
 @dataclass

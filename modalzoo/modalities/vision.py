@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..encoders.blocks import make_norm
@@ -41,21 +42,31 @@ class PatchEmbeddingConfig:
         return self.image_size // self.patch_size
 
 
-def random_masking(x: Tensor, ratio: float, noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Keep a random (1 - ratio) of the patches of each sample, as MAE does.
+def masking_indices(batch: int, patches: int, ratio: float, noise: Tensor | None = None,
+                    device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """MAE's per-sample random masking, as indices: keep the (1 - ratio) patches with the lowest noise.
 
-    Returns the kept patches, ``mask`` [B, N] (1 = hidden) and ``ids_restore`` to undo the shuffle.
+    Returns ``ids_keep`` [B, keep] (the visible patches, in noise order: the encoder's token order),
+    ``ids_hidden`` [B, N - keep] (the others), ``mask`` [B, N] (1 = hidden) and ``ids_restore`` [B, N]
+    (each patch's rank in the shuffle) to undo it.
     """
-    B, N, D = x.shape
-    keep = int(N * (1 - ratio))
+    keep = int(patches * (1 - ratio))
     if noise is None:
-        noise = torch.rand(B, N, device=x.device)
+        noise = torch.rand(batch, patches, device=device)
     ids_shuffle = noise.argsort(dim=1)
     ids_restore = ids_shuffle.argsort(dim=1)
-    kept = x.gather(1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
-    mask = torch.ones(B, N, device=x.device)
-    mask[:, :keep] = 0
-    return kept, mask.gather(1, ids_restore), ids_restore
+    mask = (ids_restore >= keep).to(torch.get_default_dtype())   # rank >= keep: hidden
+    return ids_shuffle[:, :keep], ids_shuffle[:, keep:], mask, ids_restore
+
+
+def random_masking(x: Tensor, ratio: float, noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Keep a random (1 - ratio) of the tokens [B, N, D] of each sample, as MAE does.
+
+    Returns the kept tokens, ``mask`` [B, N] (1 = hidden) and ``ids_restore`` to undo the shuffle.
+    """
+    B, N, D = x.shape
+    ids_keep, _, mask, ids_restore = masking_indices(B, N, ratio, noise, x.device)
+    return x.gather(1, ids_keep[..., None].expand(-1, -1, D)), mask, ids_restore
 
 
 @EMBEDDINGS.register("patch")
@@ -93,15 +104,43 @@ class PatchEmbedding(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> Tokens:
         pixels = batch[self.cfg.key]
-        x = self.proj(pixels).flatten(2).transpose(1, 2)              # [B, N, D]
         offset = int(self.cls is not None)
-        if self.position is not None:
-            x = x + self.position[:, offset:]
+        position = None if self.position is None else self.position[:, offset:]     # [1, N, D]
         extras = {}
         if self.apply_mask:
-            x, mask, ids_restore = random_masking(x, self.cfg.mask_ratio, batch.get("mae_noise"))
-            extras = {"mae_mask": mask, "ids_restore": ids_restore}
+            B, _, H, W = pixels.shape
+            patches = (H // self.cfg.patch_size) * (W // self.cfg.patch_size)
+            if position is not None and patches != position.shape[1]:
+                raise ValueError(f"{H}x{W} images have {patches} patches, but the position table has "
+                                 f"{position.shape[1]} (image_size {self.cfg.image_size})")
+            ids_keep, ids_hidden, mask, ids_restore = masking_indices(
+                B, patches, self.cfg.mask_ratio, batch.get("mae_noise"), pixels.device)
+            # ids_hidden lets the `mae` target predict and score only the hidden patches.
+            extras = {"mae_mask": mask, "ids_restore": ids_restore, "ids_hidden": ids_hidden}
+            x = self._embed_patches_at(pixels, ids_keep)                         # [B, keep, D]
+            if position is not None:      # each kept patch's position (index_select: a cheap backward)
+                x = x + position[0].index_select(0, ids_keep.flatten()).view_as(x)
+        else:
+            x = self.proj(pixels).flatten(2).transpose(1, 2)                     # [B, N, D]
+            if position is not None:
+                x = x + position
         if self.cls is not None:
             cls = self.cls if self.position is None else self.cls + self.position[:, :1]
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
         return Tokens(x=self.drop(self.norm(x)), extras=extras)
+
+    def _embed_patches_at(self, pixels: Tensor, ids: Tensor) -> Tensor:
+        """Project only the patches ``ids`` [B, K] (row-major patch numbers) of ``pixels`` to [B, K, D].
+
+        The patch conv (kernel = stride = patch) is a Linear over each patch's (C, p, p) pixels, so
+        gathering the visible patches first and projecting them with the conv's own weights gives the
+        same tokens while MAE's masking would throw away the other 75 % of the conv's work (forward and
+        backward). The gather reads straight from a [B, h, w, C, p, p] view of the image: one copy.
+        """
+        p = self.cfg.patch_size
+        B, C, H, W = pixels.shape
+        w = W // p
+        grid = pixels.reshape(B, C, H // p, p, w, p).permute(0, 2, 4, 1, 3, 5)   # [B, h, w, C, p, p]
+        rows = torch.arange(B, device=pixels.device)[:, None]
+        kept = grid[rows, ids // w, ids % w].reshape(B, ids.shape[1], C * p * p)    # [B, K, C*p*p]
+        return F.linear(kept, self.proj.weight.flatten(1), self.proj.bias)

@@ -28,6 +28,7 @@ class StreamOutput:
     stream: nn.Module                # the stream itself, so heads can tie to its embedding
     hidden: Tokens                   # encoder output
     decoded: Tokens | None = None    # decoder output, when the stream has a decoder
+    heads: dict = field(default_factory=dict)   # target -> what its `stream_head` made of this stream
 
 
 @dataclass
@@ -51,6 +52,12 @@ class Target(nn.Module):
         It must draw its randomness from ``generator`` (seeded per batch by the stream) so that a
         resumed run reproduces the same batches.
         """
+        return None
+
+    def stream_head(self, name: str, output: StreamOutput) -> Tensor | None:
+        """Optional per-stream work (pooling, a projection) that the model runs right after stream ``name``;
+        the result is ``output.heads[self]``. Autograd then runs its backward right before that stream's
+        own, so its gradients are not held while the other streams backpropagate (lower peak memory)."""
         return None
 
     def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:

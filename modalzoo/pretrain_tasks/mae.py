@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..encoders.positions import sincos_2d_table
@@ -48,16 +49,30 @@ class MAETargetEmbedding(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, batch: dict[str, Tensor], memory: Tokens) -> Tokens:
-        ids_restore = memory.extras["ids_restore"]
-        x = self.proj(memory.x)
+        ids_restore = memory.extras["ids_restore"]                       # [B, N]: patch -> shuffled rank
+        x = self.proj(memory.x)                                          # [B, (cls +) visible, dim]
+        B, seen = x.shape[:2]
         offset = int(self.cfg.cls_token)
-        visible = x[:, offset:]
-        hidden_count = ids_restore.shape[1] - visible.shape[1]
-        full = torch.cat([visible, self.mask_token.expand(x.shape[0], hidden_count, -1)], dim=1)
-        full = full.gather(1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))   # unshuffle
+        hidden_count = ids_restore.shape[1] - (seen - offset)
+        # [(cls,) visible in shuffled order, mask tokens] is the whole sequence in shuffled order, so one
+        # gather unshuffles it with the class token kept in front (MAE/transformers use cat, gather, cat).
+        order = ids_restore + offset
         if offset:
-            full = torch.cat([x[:, :1], full], dim=1)
-        return Tokens(x=full + self.position, extras=memory.extras)
+            order = torch.cat([order.new_zeros(B, 1), order], dim=1)
+        full = torch.cat([x, self.mask_token.expand(B, hidden_count, -1)], dim=1)
+        return Tokens(x=take_rows(full, order) + self.position, extras=memory.extras)
+
+
+def take_rows(x: Tensor, idx: Tensor) -> Tensor:
+    """``out[b, k] = x[b, idx[b, k]]``: [B, N, D], [B, K] -> [B, K, D].
+
+    One `index_select` of whole rows of the flattened [B*N, D] (backward: one `index_add_`). On CPU that
+    is ~2x faster than `gather` with an expanded index, and ~5x faster in backward than ``x[rows, idx]``,
+    whose accumulating `index_put_` is slow with more than one thread.
+    """
+    B, N = x.shape[:2]
+    flat = (idx + torch.arange(B, device=idx.device)[:, None] * N).flatten()
+    return x.flatten(0, 1).index_select(0, flat).view(B, idx.shape[1], *x.shape[2:])
 
 
 def patchify(images: Tensor, patch: int) -> Tensor:
@@ -91,16 +106,24 @@ class MaskedAutoencoder(Target):
         self.pred = nn.Linear(stream.decoder.dim, emb.patch_size ** 2 * emb.channels)
 
     def reconstruct(self, decoded: Tokens) -> Tensor:
-        return self.pred(decoded.x[:, self.cls:])                       # [B, N, p*p*C]
+        """Predicted pixels of every patch [B, N, p*p*C] (the reconstruction grid pastes them)."""
+        return self.pred(decoded.x[:, self.cls:])
 
     def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:
         out = outputs[self.cfg.stream]
-        pred = self.reconstruct(out.decoded)
-        target = patchify(batch[self.key], self.patch)
+        decoded = out.decoded.x                                          # [B, (cls +) N, dim]
+        # The loss only reads the hidden patches, so the head and the loss run on those alone: a quarter
+        # fewer rows at MAE's 75 % than predicting every patch and masking the loss (as MAE and
+        # transformers do). Every sample hides the same number; their order does not matter to the mean.
+        ids_hidden = out.decoded.extras["ids_hidden"]                    # [B, hidden] patch numbers
+        pred = self.pred(take_rows(decoded, ids_hidden + self.cls))      # [B, hidden, p*p*C]
+        target = take_rows(patchify(batch[self.key], self.patch), ids_hidden)
         if self.cfg.norm_pix_loss:
-            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-            target = (target - mean) / (var + 1e-6).sqrt()
-        mask = out.decoded.extras["mae_mask"]
-        per_patch = ((pred.float() - target) ** 2).mean(-1)
-        loss = (per_patch * mask).sum() / mask.sum()
-        return TaskOutput(loss=loss, metrics={}, count=int(mask.sum()))
+            # (target - mean) / sqrt(var + 1e-6), var unbiased as in MAE; two passes instead of
+            # torch.var, whose CPU kernel is ~6x slower than these three elementwise ops here.
+            centred = target - target.mean(-1, keepdim=True)
+            var = centred.square().sum(-1, keepdim=True) / (target.shape[-1] - 1)
+            target = centred * (var + 1e-6).rsqrt()
+        # Mean over hidden patches of the per-patch mean squared error = the mean over all their pixels.
+        loss = F.mse_loss(pred.float(), target.float())
+        return TaskOutput(loss=loss, metrics={}, count=ids_hidden.numel())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modalzoo.encoders.masks import build_attention_mask, causal_mask, key_padding_mask, with_bias
+from modalzoo.encoders.masks import build_attention_mask, causal_mask, is_right_padded, key_padding_mask, with_bias
 from modalzoo.encoders.transformer import Transformer, TransformerConfig
 from modalzoo.tokens import Tokens
 
@@ -72,6 +72,40 @@ def test_causal_with_padding_is_lower_triangular_and_hides_pads():
     expected = torch.ones(5, 5).tril().bool() & pad[0][None, :]
     expected |= torch.eye(5, dtype=torch.bool)        # pads see themselves only
     assert torch.equal(mask[0, 0], expected)
+
+
+def test_causal_with_right_padding_takes_the_fast_path():
+    """Right-padded rows need no explicit mask in a causal stack: real tokens only look back at real ones."""
+    pad = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    tokens = Tokens(x=torch.zeros(2, 5, 4), pad_mask=pad, right_padded=True)
+    assert build_attention_mask(tokens, causal=True) == (None, True)
+    mask, is_causal = build_attention_mask(tokens)                 # bidirectional still hides the pads
+    assert not is_causal and torch.equal(mask[:, 0, 0], pad)
+
+
+def test_right_padded_flag_does_not_drop_other_ingredients():
+    pad = torch.tensor([[1, 1, 1, 1, 0]], dtype=torch.bool)
+    x = torch.zeros(1, 5, 4)
+    cases = [({"segment_ids": torch.tensor([[0, 0, 1, 1, 2]])}, {"causal": True}),
+             ({"attn_mask": torch.ones(1, 5, 5, dtype=torch.bool)}, {"causal": True}),
+             ({"prefix_len": torch.tensor([2])}, {"prefix": True})]
+    for fields, how in cases:
+        flagged = build_attention_mask(Tokens(x=x, pad_mask=pad, right_padded=True, **fields), **how)
+        explicit = build_attention_mask(Tokens(x=x, pad_mask=pad, **fields), **how)
+        assert flagged[0] is not None and flagged[0].shape == (1, 1, 5, 5) and not flagged[1], fields
+        assert torch.equal(flagged[0], explicit[0]), fields
+
+
+def test_without_the_flag_causal_padding_keeps_the_explicit_mask():
+    pad = torch.tensor([[1, 1, 1, 0, 0]], dtype=torch.bool)
+    mask, is_causal = build_attention_mask(Tokens(x=torch.zeros(1, 5, 4), pad_mask=pad), causal=True)
+    assert not is_causal and mask.shape == (1, 1, 5, 5)
+
+
+def test_is_right_padded():
+    assert is_right_padded(torch.tensor([[1, 1, 0], [1, 1, 1], [0, 0, 0]], dtype=torch.bool))
+    assert not is_right_padded(torch.tensor([[0, 1, 1]], dtype=torch.bool))          # left padding
+    assert not is_right_padded(torch.tensor([[1, 1, 0], [1, 0, 1]], dtype=torch.bool))   # a hole
 
 
 def test_segments_are_block_diagonal():
@@ -170,6 +204,30 @@ def test_batch_of_different_lengths_equals_each_alone(mask, positions):
     out = run(model, x, pad_mask=pad)
     for b, (n, s) in enumerate(zip(lengths, seqs)):
         close(out[b : b + 1, :n], run(model, s))
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_right_padded_causal_fast_path_equals_explicit_mask(positions):
+    """Causal stack, rows of different lengths padded at the end: with ``right_padded`` (no mask, SDPA's
+    causal path) every real token's output equals the explicit causal-and-padding mask's, forward and
+    backward, and pad rows stay finite."""
+    model = make("causal", positions, layers=3).train()
+    lengths, L = [4, 9, 16, 1], 16
+    pad = torch.arange(L)[None] < torch.tensor(lengths)[:, None]
+    x = rand(len(lengths), L, DIM)
+    x[~pad] = 100 * rand(int((~pad).sum()), DIM, seed=8)          # pads hold garbage
+    outs, grads = [], []
+    for right_padded in (True, False):
+        xi = x.clone().requires_grad_()
+        out = model(Tokens(x=xi, pad_mask=pad, right_padded=right_padded)).x
+        (out * pad[..., None]).pow(2).sum().backward()             # a loss on real tokens only
+        outs.append(out.detach())
+        grads.append(xi.grad)
+    fast, explicit = outs
+    torch.testing.assert_close(fast[pad], explicit[pad], atol=1e-6, rtol=0)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=0)
+    assert torch.count_nonzero(grads[0][~pad]) == 0               # pads still influence nothing real
+    assert torch.isfinite(fast).all()
 
 
 @pytest.mark.parametrize("mask", ["bidirectional", "causal"])
