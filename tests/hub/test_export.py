@@ -193,7 +193,7 @@ def test_roberta_export_loads_in_transformers_and_imports_back(tmp_path):
 
 
 def test_clip_export_loads_in_transformers_and_imports_back(tmp_path):
-    run_dir = fake_run(tmp_path, "clip", ["model.streams.image.embedding.patch_bias=false"])
+    run_dir = fake_run(tmp_path, "clip")
     out = export_mod.export_run(run_dir, tmp_path / "export", echo=lambda _: None)
     zoo, cfg, prep = zoo_model(run_dir)
     processor = transformers.AutoProcessor.from_pretrained(out)
@@ -220,7 +220,7 @@ def test_clip_export_loads_in_transformers_and_imports_back(tmp_path):
 
 
 def test_clip_export_names_what_blocks_it(tmp_path):
-    run_dir = fake_run(tmp_path, "clip")       # the tiny recipe's patch embedding has a bias; CLIP's has none
+    run_dir = fake_run(tmp_path, "clip", ["model.streams.image.embedding.patch_bias=true"])   # CLIP has none
     with pytest.raises(ModalzooError, match=r"patch_bias=True \(needs False\).*--format modalzoo"):
         export_mod.export_run(run_dir, tmp_path / "export", echo=lambda _: None)
     assert not (tmp_path / "export").exists() and not (tmp_path / ".tmp-export").exists()
