@@ -148,8 +148,10 @@ def write_card(out: Path, run, format: str, arch, figures: list[str], verified: 
     if kind == "vit":
         lines += ["ViTModel's optional pooler is not part of the export (the zoo has none): load with "
                   "`add_pooling_layer=False`.", ""]
-    lines += ["To continue pretraining in modalzoo: `modalzoo train " + recipe + " init_from=hf:" + model_id
-              + "`" if arch is not None else "", ""]
+    if arch is not None:
+        tokenizer = f" data.tokenizer.path={model_id}/tokenizer.json" if arch.text_style else ""
+        lines += [f"To continue pretraining in modalzoo: `modalzoo train {recipe} init_from=hf:{model_id}{tokenizer}`",
+                  ""]
     resolved = OmegaConf.to_container(run.cfg, resolve=True)
     resolved.pop("run_dir", None)
     lines += ["## Recipe", "", "<details><summary>the resolved recipe</summary>", "", "```yaml",
