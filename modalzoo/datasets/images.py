@@ -31,7 +31,7 @@ from ..errors import ModalzooError
 from ..modalities.tokenizers import TextTokenizer, load_or_train
 from ..pretrain_tasks.base import DataContext
 from ..registry import DATASETS
-from .shards import ShardStream, SkipCounter, list_shards, loader, slot, verify_shards
+from .shards import ShardStream, SkipCounter, list_shards, loader, verify_shards
 from .text import Transforms
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
@@ -333,15 +333,6 @@ class ImageTextData:
             f"no captions (.txt) in {self.cfg.path}/{self.cfg.train_split} to train the tokenizer on; "
             "set data.captions=false for images only")
 
-    def _workers(self, n_shards: int, train: bool) -> int:
-        """Loader workers, at most as many as there are shards per rank (a reader without a shard would
-        never yield, and the DataLoader would wait on it forever)."""
-        _, ranks = slot(split_ranks=train)
-        if n_shards < ranks:
-            raise ModalzooError(f"{n_shards} shard(s) cannot feed {ranks} ranks; pack the data into at "
-                                "least one shard per rank")
-        return min(self.cfg.num_workers, n_shards // ranks)
-
     def loader(self, split: str, batch_size: int, transforms: list, seed: int, train: bool, start: int = 0):
         """Batches of ``split``; ``train`` shuffles, augments and repeats. ``start`` resumes after that many
         batches."""
@@ -355,7 +346,7 @@ class ImageTextData:
                              self.cfg.image_size, Transforms(transforms))
         stream = ShardStream(shards, batcher, finish, seed=seed, shuffle=train,
                              shuffle_buffer=self.cfg.shuffle_buffer, repeat=train, start=start, split_ranks=train)
-        return loader(stream, self._workers(len(shards), train), seed)
+        return loader(stream, self.cfg.num_workers, seed)
 
     def tokens_in(self, batch: dict) -> int:
         """Images in the batch (the throughput unit)."""

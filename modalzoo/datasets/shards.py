@@ -164,7 +164,15 @@ class ShardStream(IterableDataset):
 
 
 def loader(stream: ShardStream, num_workers: int, seed: int) -> torch.utils.data.DataLoader:
-    """A DataLoader over an already-batching stream; worker RNGs derive from ``seed``."""
+    """A DataLoader over an already-batching stream; worker RNGs derive from ``seed``.
+
+    Workers are capped at the shards each rank gets: a reader without a shard would never yield, and
+    the DataLoader would wait on it forever."""
+    ranks = slot(split_ranks=stream.split_ranks)[1]      # outside a worker: the number of ranks
+    if len(stream.shards) < ranks:
+        raise ModalzooError(f"{len(stream.shards)} shard(s) cannot feed {ranks} ranks; pack the data into at "
+                            "least one shard per rank")
+    num_workers = min(num_workers, len(stream.shards) // ranks)
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers, generator=generator,
                                        persistent_workers=False, prefetch_factor=4 if num_workers else None)

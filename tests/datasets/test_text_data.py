@@ -97,3 +97,23 @@ def test_batches_are_ready_for_the_model(text_sample, packing):
         assert ids.shape[1] == 48 and (batch["segment_ids"].max(1).values >= 1).all()
         starts = batch["position_ids"] == 0
         assert (ids[starts & mask] == tok.bos_id).all()          # every packed document starts with [CLS]
+
+
+def test_text_loader_caps_workers_at_the_shards(tmp_path, monkeypatch):
+    """More loader workers than shards: the extra readers would never yield and the DataLoader would
+    wait forever; the loader runs with one worker per shard instead (and too few shards for the ranks is
+    refused by name)."""
+    (tmp_path / "docs.txt").write_text("\n\n".join(f"document number {i} about shards" for i in range(40)))
+    pack_text([tmp_path / "docs.txt"], tmp_path / "one-shard")
+    assert len(list_shards(tmp_path / "one-shard", "train")) == 1
+    data = TextData(TextDataConfig(path=str(tmp_path / "one-shard"), num_workers=3, seq_len=16,
+                                   tokenizer={"name": "wordpiece", "vocab_size": 200, "min_frequency": 1}))
+    (tmp_path / "run").mkdir()
+    data.prepare(tmp_path / "run")
+    loader = data.loader("train", 4, [], seed=0, train=True)
+    assert loader.num_workers == 1
+    assert next(iter(loader))["input_ids"].shape == (4, 16)
+    monkeypatch.setattr(shards.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(shards.dist, "get_world_size", lambda: 2)
+    with pytest.raises(ModalzooError, match="1 shard\\(s\\) cannot feed 2 ranks"):
+        data.loader("train", 4, [], seed=0, train=True)
