@@ -115,5 +115,6 @@ def test_text_loader_caps_workers_at_the_shards(tmp_path, monkeypatch):
     assert next(iter(loader))["input_ids"].shape == (4, 16)
     monkeypatch.setattr(shards.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(shards.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(shards.dist, "get_rank", lambda: 0)
     with pytest.raises(ModalzooError, match="1 shard\\(s\\) cannot feed 2 ranks"):
         data.loader("train", 4, [], seed=0, train=True)
