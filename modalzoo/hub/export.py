@@ -128,9 +128,15 @@ def _write_hf(run: RunForExport, arch: Architecture, spec: dict, stream: str | N
     if result.missing_keys or result.unexpected_keys:      # the mapping and the HF class disagree: a bug
         raise ModalzooError(f"{arch.model_class} does not take the mapped weights: missing "
                             f"{result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}")
-    hf.save_pretrained(out)
     extra = {"add_pooling_layer": False} if arch.name == "vit" else {}
-    loaded = getattr(transformers, arch.auto_class).from_pretrained(out, use_safetensors=True, **extra).eval()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()        # one-shard writes and reads: bars are noise
+    try:
+        hf.save_pretrained(out)
+        loaded = getattr(transformers, arch.auto_class).from_pretrained(out, use_safetensors=True, **extra).eval()
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     if type(loaded).__name__ != arch.model_class:
         raise ModalzooError(f"{arch.auto_class} loaded {type(loaded).__name__}, not {arch.model_class}")
     diffs = arch.compare(run.model, loaded, spec, stream, run.prep)
