@@ -17,7 +17,7 @@ Data: random images and random token ids; every text row is right-padded to the 
 its only EOS (id vocab-1, the largest, so open_clip's argmax pooling finds it), real length uniform in
 [8, context]. The zoo gets `attention_mask` (its `last` pooling needs it), open_clip only the ids
 (causal attention makes the padding after EOS inert). Alternating rounds in one process, see
-`mlm_vs_transformers.py` for the method; memory helpers are imported from it (via `side_by_side.py`).
+`mlm_vs_transformers.py` for the method; the runner, rounds and memory helpers are `side_by_side.py`'s.
 
     .venv/bin/python benchmarks/clip_vs_open_clip.py                    # ~3 minutes on 2 idle cores
     .venv/bin/python benchmarks/clip_vs_open_clip.py --profile --rounds 2 --out /tmp/clip_profile.json

@@ -12,7 +12,7 @@ confirms they compute the same function.
 One training step, both sides: forward (loss included), backward, `torch.optim.AdamW` step (MAE's
 pretraining recipe: betas (0.9, 0.95), wd 0.05, lr 1.5e-4; one group), zero_grad, `float(loss)`.
 fp32, no dropout, no grad clipping. Alternating rounds in one process, see `mlm_vs_transformers.py` for
-the method; memory helpers are imported from it (via `side_by_side.py`).
+the method; the runner, rounds and memory helpers are `side_by_side.py`'s.
 
     .venv/bin/python benchmarks/mae_vs_transformers.py                  # ~3 minutes on 2 idle cores
     .venv/bin/python benchmarks/mae_vs_transformers.py --profile --rounds 2 --out /tmp/mae_profile.json

@@ -19,6 +19,10 @@ also reports the peak of live tensor bytes above the step's start, from torch.pr
 events (`profile_memory=True`), which does not depend on the C allocator. On CUDA: max_memory_allocated
 minus memory_allocated at the step's start.
 
+The runner, the alternating rounds, the memory and CPU-load measurements and the profiler are
+`side_by_side.py`'s, shared with the CLIP and MAE benchmarks; this script adds the MLM data, what a
+batch holds (rows, documents, real tokens, useful FLOPs), its op categories and its report.
+
     .venv/bin/python benchmarks/mlm_vs_transformers.py                 # both cases, CPU, ~5.5 min idle
     .venv/bin/python benchmarks/mlm_vs_transformers.py --case padded --rounds 10
     .venv/bin/python benchmarks/mlm_vs_transformers.py --device cuda --steps 20 --rounds 5   # bf16, MFU
@@ -27,23 +31,19 @@ minus memory_allocated at the step's start.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import gc
 import inspect
 import itertools
-import json
 import os
 import platform
-import re
 import statistics
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import side_by_side as sbs
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +52,7 @@ SHAPE = {"layers": 4, "dim": 512, "heads": 8, "ffn_dim": 2048, "vocab_size": 305
 OPTIM = {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01, "grad_clip": 1.0}
 GOALS = {"padded": ("samples_per_s", 1.3), "packed": ("real_tokens_per_s", 1.5)}
 IGNORE = -100
+NAMES = ("modalzoo", "transformers")                # (ours, theirs) for the ratios
 # Dense bf16 tensor-core peaks (FLOP/s) for MFU on CUDA; --peak-tflops overrides.
 GPU_PEAKS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,
              "L4": 121e12, "A10": 125e12}
@@ -118,50 +119,15 @@ def copy_zoo_to_hf(zoo, hf) -> None:
                 hf_state[f"bert.encoder.layer.{i}.attention.self.{name}.{p}"].copy_(t)
 
 
-def n_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 # -------------------------------------------------------------------------------------- runners
 
-class Runner:
-    """One model, its optimizer and its way of reading a batch; ``step`` is one full training step."""
-
-    def __init__(self, name: str, model, device: torch.device, precision: str):
-        self.name, self.model, self.device, self.precision = name, model.to(device), device, precision
-        fused = True if device.type == "cuda" else None          # CPU: torch's default (per-tensor loop)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=OPTIM["lr"], betas=OPTIM["betas"],
-                                           eps=OPTIM["eps"], weight_decay=OPTIM["weight_decay"], fused=fused)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        model.train()
-
-    def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def loss(self, batch: dict) -> torch.Tensor:
-        raise NotImplementedError
-
-    def step(self, batch: dict) -> float:
-        with self.autocast():
-            loss = self.loss(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, OPTIM["grad_clip"])
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())                              # the trainer syncs on the loss too
-
-
-class ZooRunner(Runner):
-    def loss(self, batch):
-        return self.model(batch).loss
-
-
-class HFRunner(Runner):
-    def loss(self, batch):
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          labels=batch["labels"]).loss
+def make_runners(zoo, hf, device: torch.device, precision: str) -> dict[str, sbs.Runner]:
+    """One training step, both sides: forward (bf16 autocast on CUDA), backward, clip_grad_norm_,
+    AdamW (fused on CUDA), zero_grad, float(loss)."""
+    optim = {k: v for k, v in OPTIM.items() if k != "grad_clip"}
+    common = {"grad_clip": OPTIM["grad_clip"], "device": device, "precision": precision}
+    return {"modalzoo": sbs.Runner("modalzoo", zoo, lambda b: zoo(b).loss, optim, **common),
+            "transformers": sbs.Runner("transformers", hf, lambda b: hf(**b).loss, optim, **common)}
 
 
 def zoo_batch(batch: dict, device) -> dict:
@@ -259,138 +225,7 @@ def corpus_batches(cfg, transforms_for, n: int, seed: int) -> tuple[list[dict], 
     return out[0], out[1], info
 
 
-# --------------------------------------------------------------------------------------- memory
-
-_LIBC = None
-
-
-def malloc_trim() -> None:
-    global _LIBC
-    try:
-        _LIBC = _LIBC or ctypes.CDLL("libc.so.6")
-        _LIBC.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", fh.read(), re.MULTILINE).group(1))
-
-
-class PeakRSS:
-    """Peak RSS above the starting RSS over a block: the kernel's high-water mark, reset at the start.
-
-    Falls back to a thread sampling /proc/self/statm every ~1 ms where clear_refs cannot be written.
-    """
-
-    def __enter__(self):
-        gc.collect()
-        malloc_trim()
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            self.method = "VmHWM after clear_refs=5"
-            self.sampler = None
-        except OSError:
-            self.method = "1 ms RSS sampler thread"
-            self.sampler = _Sampler()
-        self.base_kb = _status_kb("VmRSS")
-        if self.sampler:
-            self.sampler.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.sampler:
-            peak_kb = self.sampler.stop()
-        else:
-            peak_kb = _status_kb("VmHWM")
-        self.peak_mb = max(0, peak_kb - self.base_kb) / 1024
-        self.base_mb = self.base_kb / 1024
-
-
-class _Sampler(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.running = 0, True
-        self.page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
-
-    def run(self):
-        while self.running:
-            with open("/proc/self/statm") as fh:
-                self.peak = max(self.peak, int(fh.read().split()[1]) * self.page_kb)
-            time.sleep(0.001)
-
-    def stop(self) -> int:
-        self.running = False
-        self.join()
-        return self.peak
-
-
-def tensor_peak_mb(runner: Runner, batch: dict) -> float:
-    """Peak live tensor bytes above the step's start, from the profiler's allocation events (CPU)."""
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-    gc.collect()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        runner.step(batch)
-    allocs = []
-
-    def walk(nodes):
-        for node in nodes:
-            if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
-                f = node.extra_fields
-                allocs.append((node.start_time_ns, f.alloc_size, f.total_allocated))
-            walk(node.children)
-
-    walk(prof.profiler.kineto_results.experimental_event_tree())
-    if not allocs:
-        return float("nan")
-    allocs.sort()
-    base = allocs[0][2] - allocs[0][1]
-    return (max(a[2] for a in allocs) - base) / 2**20
-
-
-def cuda_peak(runner: Runner, batch: dict) -> float:
-    torch.cuda.synchronize()
-    gc.collect()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    runner.step(batch)
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
-# ---------------------------------------------------------------------------------------- timing
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def cpu_ticks() -> tuple[int, int]:
-    """(busy ticks of the whole machine, ticks of this process) from /proc; (0, 0) where unavailable."""
-    try:
-        with open("/proc/stat") as fh:
-            f = [int(x) for x in fh.readline().split()[1:9]]
-        with open("/proc/self/stat") as fh:
-            own = fh.read().rsplit(")", 1)[1].split()
-        return f[0] + f[1] + f[2] + f[5] + f[6] + f[7], int(own[11]) + int(own[12])
-    except (OSError, ValueError, IndexError):
-        return 0, 0
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-QUIET = 0.25            # a round is "quiet" when other processes used less than this many cores throughout
-
-
-def loadavg() -> list[float]:
-    try:
-        with open("/proc/loadavg") as fh:
-            return [float(x) for x in fh.read().split()[:3]]
-    except OSError:
-        return []
-
+# ------------------------------------------------------------------------------------------ run
 
 def run_case(case: str, args, device: torch.device, precision: str) -> dict:
     from modalzoo.pretrain_tasks.base import DataContext
@@ -399,8 +234,10 @@ def run_case(case: str, args, device: torch.device, precision: str) -> dict:
     zoo_model, cfg = build_zoo(args.dropout)
     hf_model = build_hf(args.dropout)
     copy_zoo_to_hf(zoo_model, hf_model)
-    assert n_params(zoo_model) == n_params(hf_model), (n_params(zoo_model), n_params(hf_model))
+    assert sbs.n_trainable(zoo_model) == sbs.n_trainable(hf_model), \
+        (sbs.n_trainable(zoo_model), sbs.n_trainable(hf_model))
 
+    # warm-up, 2 memory steps, the timed steps, 3 for --profile: no batch is read twice
     need = args.warmup + 2 + args.rounds * args.steps + 3
     t0 = time.perf_counter()
     if case == "padded":
@@ -417,17 +254,11 @@ def run_case(case: str, args, device: torch.device, precision: str) -> dict:
                          masking="modalzoo MLMMasking (15% of real tokens, 80/10/10) on each side's batches")
     data_info["build_s"] = round(time.perf_counter() - t0, 1)
 
-    runners = {"modalzoo": ZooRunner("modalzoo", zoo_model, device, precision),
-               "transformers": HFRunner("transformers", hf_model, device, precision)}
+    runners = make_runners(zoo_model, hf_model, device, precision)
     convert = {"modalzoo": zoo_batch, "transformers": hf_batch}
-    batches = {k: [convert[k](b, device) for b in raw[k]] for k in runners}
+    on_device = {k: [convert[k](b, device) for b in raw[k]] for k in runners}
+    batches = [{k: on_device[k][i] for k in runners} for i in range(need)]     # batches[i][name]
     stats = {k: [batch_stats(b) for b in raw[k]] for k in runners}
-    cursor = {k: 0 for k in runners}
-
-    def take(name: str) -> int:
-        i = cursor[name]
-        cursor[name] += 1
-        return i % len(batches[name])
 
     # Equivalence check on a full 128-token batch, before any training: dropout off, same weights.
     check = {}
@@ -443,64 +274,19 @@ def run_case(case: str, args, device: torch.device, precision: str) -> dict:
                  "abs_diff": abs(lz - lh)}
         print(f"   same weights, eval mode: loss modalzoo {lz:.6f} transformers {lh:.6f}", file=sys.stderr)
 
-    load_before = loadavg()
-    print(f"   warm-up ({args.warmup} step each)", file=sys.stderr, flush=True)
-    for _ in range(args.warmup):
-        for name, runner in runners.items():
-            runner.step(batches[name][take(name)])
-
-    memory = {}
-    for name, runner in runners.items():
-        i = take(name)
-        if device.type == "cuda":
-            memory[name] = {"peak_mb": cuda_peak(runner, batches[name][i]), "method": "cuda max_memory_allocated"}
-        else:
-            with PeakRSS() as m:
-                runner.step(batches[name][i])
-            memory[name] = {"peak_rss_mb": m.peak_mb, "rss_at_start_mb": m.base_mb, "method": m.method}
-    for name, runner in runners.items():
-        i = take(name)
-        if device.type == "cpu" and args.tensor_memory:
-            memory[name]["peak_tensor_mb"] = tensor_peak_mb(runner, batches[name][i])
-        else:
-            runner.step(batches[name][i])
-    print("   memory: " + ", ".join(f"{k} {v}" for k, v in memory.items()), file=sys.stderr, flush=True)
-
-    rounds = []
-    for r in range(args.rounds):
-        order = list(runners) if r % 2 == 0 else list(reversed(runners))
-        entry = {}
-        for name in order:
-            idx = [take(name) for _ in range(args.steps)]
-            sync(device)
-            busy0, own0 = cpu_ticks()
-            c0, t0 = time.process_time(), time.perf_counter()
-            losses, step_s = [], []
-            for i in idx:
-                t1 = time.perf_counter()
-                losses.append(runners[name].step(batches[name][i]))     # float(loss): a sync point
-                sync(device)
-                step_s.append(time.perf_counter() - t1)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            busy1, own1 = cpu_ticks()
-            others = max(0.0, ((busy1 - busy0) - (own1 - own0)) / CLK_TCK / wall)
-            work = {k: sum(stats[name][i][k] for i in idx) for k in stats[name][0]}
-            entry[name] = {"wall_s": wall, "cpu_s": cpu, "others_cores": others, "loss": losses[-1], **work,
-                           "step_s": step_s,
-                           "step_real_tokens": [stats[name][i]["real_tokens"] for i in idx]}
-        ratio = (entry["modalzoo"]["real_tokens"] / entry["modalzoo"]["wall_s"]) / \
-                (entry["transformers"]["real_tokens"] / entry["transformers"]["wall_s"])
-        entry["ratio_real_tokens_per_s"] = ratio
-        rounds.append(entry)
-        print(f"   round {r + 1}/{args.rounds}: " + " | ".join(
-            f"{n} {entry[n]['wall_s'] / args.steps:.2f} s/step loss {entry[n]['loss']:.3f} "
-            f"(others {entry[n]['others_cores']:.2f} cores)" for n in order)
-            + f" | ratio {ratio:.2f}", file=sys.stderr, flush=True)
-    load_after = loadavg()
+    # Each side's work is counted on its own batches (in the packed case they hold different numbers of
+    # documents and real tokens), and the rounds compare real tokens/s.
+    timed = sbs.alternate(runners, batches, args, device, NAMES, lambda name, i: stats[name][i], "real_tokens",
+                          per_step="real_tokens", digits=2, same_memory_batch=True, keep_step_count=True)
+    rounds, memory = timed["rounds"], timed["memory"]
     profiled = {}
     if args.profile:
-        for name in runners:
-            profiled[name] = profile_runner(runners[name], [batches[name][take(name)] for _ in range(3)], device)
+        # one runner after the other: 3 plain steps, then 2 under the profiler, on the next 3 batches
+        picked = [batches[(timed["batches_used"] + k) % need] for k in range(3)]
+        for name, runner in runners.items():
+            profiled[name] = profile_keys(sbs.profile_runners(
+                {name: runner}, picked, repeats=3, profiled=2, device=device, categorize=categorize,
+                categories=CATEGORIES, shape_chars=80)[name])
         print_profile(case, profiled)
 
     peak_flops = args.peak_tflops * 1e12 if args.peak_tflops else gpu_peak(device)
@@ -525,33 +311,21 @@ def run_case(case: str, args, device: torch.device, precision: str) -> dict:
                "final_loss": rounds[-1][name]["loss"], **memory[name]}
         if peak_flops:
             res["mfu"] = tot["useful_flops"] / tot["wall_s"] / peak_flops
+        res["others_cores_mean"] = statistics.mean(r[name]["others_cores"] for r in rounds)
         results[name] = res
     z, h = results["modalzoo"], results["transformers"]
     per_round = [r["ratio_real_tokens_per_s"] for r in rounds]
-    # Rounds in which other processes (tests, other jobs) stayed under QUIET cores for both models.
-    quiet = [r for r in rounds if max(r[n]["others_cores"] for n in runners) < QUIET]
-    quiet_ratio = None
-    if quiet:
-        rate = {n: sum(r[n]["real_tokens"] for r in quiet) / sum(r[n]["wall_s"] for r in quiet) for n in runners}
-        quiet_ratio = rate["modalzoo"] / rate["transformers"]
-    for name in runners:
-        results[name]["others_cores_mean"] = statistics.mean(r[name]["others_cores"] for r in rounds)
-    mem_key = "peak_mb" if device.type == "cuda" else "peak_rss_mb"
     ratios = {"samples_per_s": z["samples_per_s"] / h["samples_per_s"],
               "real_tokens_per_s": z["real_tokens_per_s"] / h["real_tokens_per_s"],
               "real_tokens_per_s_per_round": per_round,
               "real_tokens_per_s_median_of_rounds": statistics.median(per_round),
               "real_tokens_per_s_best_step": z["best_step_real_tokens_per_s"] / h["best_step_real_tokens_per_s"],
-              "quiet_rounds": len(quiet), "quiet_threshold_other_cores": QUIET,
-              "real_tokens_per_s_quiet_rounds": quiet_ratio,
-              "peak_memory": z[mem_key] / h[mem_key] if h[mem_key] else float("nan")}
-    if "peak_tensor_mb" in z:
-        ratios["peak_tensor_memory"] = z["peak_tensor_mb"] / h["peak_tensor_mb"]
+              **sbs.closing_ratios(rounds, results, NAMES, "real_tokens", device)}
     metric, goal = GOALS[case]
     goal_info = {"metric": metric, "target_ratio": goal, "ratio": ratios[metric], "speed_met": ratios[metric] >= goal,
                  "memory_met": ratios["peak_memory"] <= 1.0}
     return {"data": data_info, "equivalence_check": check, "results": results, "ratios": ratios, "goal": goal_info,
-            "loadavg_before": load_before, "loadavg_after": load_after, "rounds": rounds,
+            "loadavg_before": timed["loadavg_before"], "loadavg_after": timed["loadavg_after"], "rounds": rounds,
             **({"profile": profiled} if profiled else {})}
 
 
@@ -562,7 +336,7 @@ CATEGORIES = ["optimizer (AdamW + grad clip)", "MLM decoder matmuls (vocab)", "c
               "embeddings", "mask building, indexing", "accuracy metric (argmax)", "other elementwise, copies"]
 
 
-def categorize(name: str, shapes, phase: str) -> str:
+def categorize(name: str, phase: str, shapes) -> str:
     dims = {d for shape in (shapes or []) if isinstance(shape, list) for d in shape if isinstance(d, int)}
     if phase == "optimizer":
         return CATEGORIES[0]
@@ -591,90 +365,19 @@ def categorize(name: str, shapes, phase: str) -> str:
     return CATEGORIES[11]
 
 
-def profile_runner(runner: Runner, batches: list[dict], device, repeats: int = 3) -> dict:
-    """Wall time per phase (the minimum over ``repeats`` plain steps, robust to preemption by other
-    processes), then ``repeats - 1`` steps under torch.profiler; the one with the least total self
-    time gives the op categories."""
-    from torch.profiler import ProfilerActivity, profile, record_function
-    phases = {"forward": [], "backward": [], "optimizer": []}
-    for i in range(repeats):
-        batch = batches[i % len(batches)]
-        sync(device)
-        t0 = time.perf_counter()
-        with runner.autocast():
-            loss = runner.loss(batch)
-        sync(device)
-        phases["forward"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        loss.backward()
-        sync(device)
-        phases["backward"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(runner.params, OPTIM["grad_clip"])
-        runner.optimizer.step()
-        runner.optimizer.zero_grad(set_to_none=True)
-        sync(device)
-        phases["optimizer"].append(time.perf_counter() - t0)
-
-    best = None
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    for i in range(max(1, repeats - 1)):
-        batch = batches[i % len(batches)]
-        with profile(activities=acts, record_shapes=True) as prof:
-            with record_function("forward"), runner.autocast():
-                loss = runner.loss(batch)
-            with record_function("backward"):
-                loss.backward()
-            with record_function("optimizer"):
-                torch.nn.utils.clip_grad_norm_(runner.params, OPTIM["grad_clip"])
-                runner.optimizer.step()
-                runner.optimizer.zero_grad(set_to_none=True)
-            sync(device)
-        cats = dict.fromkeys(CATEGORIES, 0.0)
-        ops: dict[tuple, float] = {}
-        for ev in prof.events():
-            if ev.name in ("forward", "backward", "optimizer") or ev.device_type.name != "CPU":
-                continue
-            phase, parent = "", ev.cpu_parent
-            while parent is not None:
-                if parent.name in ("forward", "backward", "optimizer"):
-                    phase = parent.name
-                    break
-                parent = parent.cpu_parent
-            # CPU: the op's own time; CUDA: the GPU time of the kernels the op launched
-            t = (ev.self_device_time_total if device.type == "cuda" else ev.self_cpu_time_total) / 1e6
-            cat = categorize(ev.name, ev.input_shapes, phase)
-            cats[cat] += t
-            key = (cat, phase, ev.name, str(ev.input_shapes)[:80])
-            ops[key] = ops.get(key, 0.0) + t
-        if best is None or sum(cats.values()) < sum(best[0].values()):
-            best = (cats, ops)
-    cats, ops = best
-    top = sorted(ops.items(), key=lambda kv: -kv[1])
-    return {"phases_s": {k: min(v) for k, v in phases.items()}, "phases_all_s": phases,
-            "categories_self_cpu_s": cats, "profiled_total_s": sum(cats.values()),
-            "top_ops": [{"category": k[0], "phase": k[1], "op": k[2], "shapes": k[3], "self_s": v}
-                        for k, v in top[:40]]}
+def profile_keys(prof: dict) -> dict:
+    """side_by_side's profile of one runner with this script's JSON keys, as they were before the code was
+    shared: no "step" phase, no call counts."""
+    return {"phases_s": {k: prof["phases_s"][k] for k in sbs.PHASES},
+            "phases_all_s": {k: prof["phases_all_s"][k] for k in sbs.PHASES},
+            "categories_self_cpu_s": prof["categories_self_cpu_s"], "profiled_total_s": prof["profiled_total_s"],
+            "top_ops": [{k: v for k, v in op.items() if k != "calls"} for op in prof["top_ops"]]}
 
 
 def print_profile(case: str, prof: dict) -> None:
-    names = list(prof)
-    print(f"\nprofile, case {case} (seconds; phases: fastest of 3 plain steps; categories: profiler self time "
-          "of ops, GPU time of their kernels on CUDA)",
-          file=sys.stderr)
-    print(f"{'':40s}" + "".join(f"{n:>14s}" for n in names), file=sys.stderr)
-    for ph in ("forward", "backward", "optimizer"):
-        print(f"{'phase: ' + ph:40s}" + "".join(f"{prof[n]['phases_s'][ph]:14.3f}" for n in names), file=sys.stderr)
-    for cat in CATEGORIES:
-        print(f"{cat:40s}" + "".join(f"{prof[n]['categories_self_cpu_s'][cat]:14.3f}" for n in names),
-              file=sys.stderr)
-    print(f"{'total (profiled step)':40s}" + "".join(f"{prof[n]['profiled_total_s']:14.3f}" for n in names),
-          file=sys.stderr)
-    for n in names:
-        print(f"top ops, {n}:", file=sys.stderr)
-        for op in prof[n]["top_ops"][:25]:
-            print(f"   {op['self_s']:7.3f}s  {op['phase']:9s} {op['op']:32s} {op['shapes']:60s} [{op['category']}]",
-                  file=sys.stderr)
+    sbs.print_profile(prof, f"profile, case {case} (seconds; phases: fastest of 3 plain steps; categories: "
+                      "profiler self time of ops, GPU time of their kernels on CUDA)", CATEGORIES, width=40,
+                      digits=3, top=25, op_line="   {self_s:7.3f}s  {phase:9s} {op:32s} {shapes:60s} [{category}]")
 
 
 def gpu_peak(device) -> float | None:
@@ -689,17 +392,6 @@ def gpu_peak(device) -> float | None:
 
 # ---------------------------------------------------------------------------------------- report
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def markdown(report: dict) -> str:
     lines = [("| case | implementation | s/step | samples/s | real tokens/s | pad % | other processes (cores) "
               "| peak RSS Δ (MB) | peak tensors Δ (MB) | speed zoo/HF | memory zoo/HF: RSS (tensors) |"),
@@ -707,8 +399,6 @@ def markdown(report: dict) -> str:
     for case, c in report["cases"].items():
         metric, ra = c["goal"]["metric"], c["ratios"]
         for name, r in c["results"].items():
-            mem = r.get("peak_rss_mb", r.get("peak_mb", float("nan")))
-            tensor = r.get("peak_tensor_mb")
             speed = memory = ""
             if name == "modalzoo":
                 quiet = (f"{ra['real_tokens_per_s_quiet_rounds']:.2f}× in {ra['quiet_rounds']} quiet rounds"
@@ -717,12 +407,10 @@ def markdown(report: dict) -> str:
                          f"(goal ≥ {c['goal']['target_ratio']}×); median round "
                          f"{ra['real_tokens_per_s_median_of_rounds']:.2f}×, best step "
                          f"{ra['real_tokens_per_s_best_step']:.2f}×, {quiet}")
-                memory = f"{ra['peak_memory']:.2f}×" + (f" ({ra['peak_tensor_memory']:.2f}×)"
-                                                        if "peak_tensor_memory" in ra else "")
+                memory = sbs.memory_ratio_cell(ra)
             lines.append(f"| {case} | {name} | {r['s_per_step']:.2f} | {r['samples_per_s']:.1f} | "
                          f"{r['real_tokens_per_s']:.0f} | {100 * r['pad_fraction']:.0f} | "
-                         f"{r['others_cores_mean']:.2f} | {mem:.0f} | "
-                         + (f"{tensor:.0f}" if tensor is not None else "–") + f" | {speed} | {memory} |")
+                         f"{r['others_cores_mean']:.2f} | {sbs.peak_memory_cells(r)} | {speed} | {memory} |")
     return "\n".join(lines)
 
 
@@ -767,7 +455,7 @@ def main(argv=None) -> dict:
                    "hidden_act": "gelu", "layer_norm_eps": 1e-12, "mask_prob": 0.15,
                    "order": "round r: modalzoo then transformers if r is even, else the reverse"},
         "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
-                        "python": platform.python_version(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                        "python": platform.python_version(), "cpu": sbs.cpu_model(), "cpu_count": os.cpu_count(),
                         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
         "cases": {},
     }
@@ -776,14 +464,8 @@ def main(argv=None) -> dict:
         gc.collect()
     report["total_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"mlm_vs_transformers_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print("\n" + markdown(report))
     busy = [r["others_cores_mean"] for c in report["cases"].values() for r in c["results"].values()]
-    if busy and max(busy) > QUIET:
-        print(f"\nnote: other processes used up to {max(busy):.2f} cores on average during the timed steps; "
-              "the all-steps figures are affected, see the quiet-rounds and best-step ratios", file=sys.stderr)
-    print(f"\nwrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out} ({report['total_s']} s)")
+    sbs.write(report, out, markdown(report), busy, affected="the all-steps figures are affected, ")
     return report
 
 
