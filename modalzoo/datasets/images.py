@@ -31,7 +31,7 @@ from ..errors import ModalzooError
 from ..modalities.tokenizers import TextTokenizer, load_or_train
 from ..pretrain_tasks.base import DataContext
 from ..registry import DATASETS
-from .shards import ShardStream, SkipCounter, list_shards, loader, verify_shards
+from .shards import ShardStream, SkipCounter, list_shards, loader
 from .text import Transforms
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
@@ -288,13 +288,9 @@ class ImageTextData:
     def __init__(self, cfg: ImageTextDataConfig):
         self.cfg = cfg
         self.tokenizer: TextTokenizer | None = None
-        self._verified: set[str] = set()
 
     def shards(self, split: str) -> list[str]:
-        shards = list_shards(self.cfg.path, split, self.build_hint)
-        verify_shards(s for s in shards if s not in self._verified)
-        self._verified.update(shards)
-        return shards
+        return list_shards(self.cfg.path, split, self.build_hint)
 
     def texts(self, split: str, limit: int | None = None) -> Iterator[str]:
         """The captions of ``split`` in shard order."""

@@ -6,6 +6,7 @@ to (rank, worker) slots, so within an epoch every sample is read exactly once.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import tarfile
@@ -22,13 +23,20 @@ from webdataset.tariterators import tarfile_samples
 
 from ..errors import ModalzooError
 
+_VERIFIED: set[tuple[str, int, int]] = set()     # (path, mtime_ns, size) of shards read fine in this process
+
 
 def list_shards(root: str | Path, split: str, build_hint: str = "") -> list[str]:
+    """The ``*.tar`` shards of ``root/split``, sorted; each checked to be a readable tar (`verify_shards`)
+    the first time this process sees it as it is."""
     folder = Path(root) / split
     shards = sorted(str(p) for p in folder.glob("*.tar"))
     if not shards:
         hint = f"; build them with `{build_hint}`" if build_hint else ""
         raise ModalzooError(f"no webdataset shards (*.tar) under {folder}{hint}")
+    stamps = {s: (s, (st := os.stat(s)).st_mtime_ns, st.st_size) for s in shards}
+    verify_shards(s for s in shards if stamps[s] not in _VERIFIED)
+    _VERIFIED.update(stamps.values())
     return shards
 
 

@@ -118,3 +118,11 @@ def test_text_loader_caps_workers_at_the_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(shards.dist, "get_rank", lambda: 0)
     with pytest.raises(ModalzooError, match="1 shard\\(s\\) cannot feed 2 ranks"):
         data.loader("train", 4, [], seed=0, train=True)
+
+
+def test_unreadable_text_shard_is_a_clear_error(tmp_path):
+    bad = tmp_path / "train" / "shard-000000.tar"
+    bad.parent.mkdir()
+    bad.write_bytes(b"<html>404 not found</html>" * 40)
+    with pytest.raises(ModalzooError, match=r"shard-000000\.tar is not a readable tar file"):
+        TextData(TextDataConfig(path=str(tmp_path))).shards("train")
