@@ -6,6 +6,16 @@ from __future__ import annotations
 import torch
 
 V, D, H = 50, 32, 4
+
+
+def perturbed(model: torch.nn.Module, std: float = 0.02, seed: int = 0) -> torch.nn.Module:
+    """Noise on every parameter, in eval mode: fresh inits leave norms at 1/0 and biases at 0, which would
+    hide a swapped norm or bias in a weight mapping."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+    return model.eval()
 PAD, CLS, SEP, MASK = 0, 2, 3, 4
 
 

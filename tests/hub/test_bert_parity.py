@@ -11,18 +11,9 @@ import transformers
 import modalzoo
 from modalzoo import ConfigError, ModalzooError
 from modalzoo.hub.bert import hf_config_kwargs, hf_to_zoo, zoo_to_hf
+from tiny_models import perturbed
 
 IGNORE = -100
-
-
-def perturbed(hf_model):
-    """Add noise to every parameter: HF's init leaves norms at 1/0 and biases at 0, which would hide
-    a swapped norm or bias in the mapping."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in hf_model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return hf_model.eval()
 
 
 def load_recipe(name: str, overrides=()):

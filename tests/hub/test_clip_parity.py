@@ -21,6 +21,7 @@ from modalzoo.hub.clip import (
     zoo_to_hf,
     zoo_to_open_clip,
 )
+from tiny_models import perturbed
 
 VOCAB, CONTEXT, EOS = 49408, 77, 49407     # CLIP's BPE: <|endoftext|> is the last (largest) id
 
@@ -40,15 +41,6 @@ def clip_spec(activation: str) -> dict:
                  "encoder": enc(dim=512, heads=8, ffn_dim=2048, mask="causal")}},
         "targets": {"clip": {"name": "contrastive", "streams": ["image", "text"], "pooling": ["cls", "last"],
                              "embed_dim": 512}}}
-
-
-def perturbed(model):
-    """Add noise to every parameter: the inits leave norms at 1/0 and biases at 0, which would hide a swap."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return model.eval()
 
 
 def make_batch() -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from modalzoo.hub import export as export_mod
 from modalzoo.hub.pretrained import import_hf
 from modalzoo.registry import TOKENIZERS
 from modalzoo.training import checkpoint as ckpt
+from tiny_models import perturbed
 
 SMALL_TEXT = {"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}
 
@@ -60,14 +61,6 @@ RECIPES = {
 }
 
 
-def perturb(model: torch.nn.Module, seed: int) -> None:
-    """Noise on every parameter: fresh norms (1/0) and zero biases would hide a swapped tensor."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-
-
 def fake_run(root: Path, arch: str, extra=(), sharded: bool = False) -> Path:
     recipe, overrides = RECIPES[arch]
     run_dir = root / f"run-{arch}"
@@ -78,7 +71,7 @@ def fake_run(root: Path, arch: str, extra=(), sharded: bool = False) -> Path:
         TOKENIZERS.build(OmegaConf.to_container(cfg.data.tokenizer), "data.tokenizer").train(corpus()).save(
             run_dir / "tokenizer.json")
     model = modalzoo.build_model(cfg)
-    perturb(model, seed=1)
+    perturbed(model, std=0.05, seed=1)
     if sharded:                      # a DCP folder as FSDP runs write it (single process: no process group)
         import torch.distributed.checkpoint as dcp
         path = ckpt.checkpoint_dir(run_dir) / f"{ckpt.PREFIX}{7:08d}"
@@ -124,7 +117,7 @@ def check_import_back(out: Path, cfg, original: dict[str, torch.Tensor], stream=
     """Import the export into a differently initialised zoo model: every mapped tensor comes back exactly."""
     torch.manual_seed(123)
     fresh = modalzoo.build_model(cfg)
-    perturb(fresh, seed=2)
+    perturbed(fresh, std=0.05, seed=2)
     import_hf(fresh, OmegaConf.to_container(cfg.model, resolve=True), str(out), stream=stream, echo=lambda _: None)
     state = fresh.state_dict()
     keys = exact_keys if exact_keys is not None else list(original)

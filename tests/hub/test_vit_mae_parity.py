@@ -12,6 +12,7 @@ import transformers
 import modalzoo
 from modalzoo import ModalzooError
 from modalzoo.hub.vit_mae import POSITION_TABLES, hf_config_kwargs, hf_to_zoo, position_table, zoo_to_hf
+from tiny_models import perturbed
 
 MAE_VIT_B16 = {"streams": {"image": {
     "embedding": {"name": "patch", "image_size": 224, "patch_size": 16, "dim": 768, "positions": "sincos2d",
@@ -24,24 +25,21 @@ MAE_VIT_B16 = {"streams": {"image": {
     "targets": {"mae": {"name": "mae", "stream": "image", "norm_pix_loss": True}}}
 
 
-def perturbed(hf_model, grid: int):
-    """Noise on every trainable parameter (HF's init leaves norms at 1/0 and biases at 0, which would hide
-    a swap); the fixed sin-cos tables set as a checkpoint has them (a fresh transformers 5 ViTMAE has zeros)."""
-    torch.manual_seed(0)
+def with_position_tables(hf_model, grid: int):
+    """Noise on every parameter, then the fixed sin-cos tables set as a checkpoint has them (a fresh
+    transformers 5 ViTMAE has zeros there)."""
+    perturbed(hf_model)
     with torch.no_grad():
-        for p in hf_model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.02)
         for name in POSITION_TABLES:
             table = hf_model.get_parameter(name)
             table.copy_(position_table(grid, table.shape[-1]))
-    return hf_model.eval()
+    return hf_model
 
 
 @pytest.fixture(scope="module")
 def mae_pair():
     kwargs = hf_config_kwargs(MAE_VIT_B16)
-    hf = perturbed(transformers.ViTMAEForPreTraining(transformers.ViTMAEConfig(**kwargs)), grid=14)
+    hf = with_position_tables(transformers.ViTMAEForPreTraining(transformers.ViTMAEConfig(**kwargs)), grid=14)
     zoo = modalzoo.build_model(MAE_VIT_B16).eval()
     zoo.load_state_dict(hf_to_zoo(hf.state_dict()), strict=True)
     return zoo, hf, kwargs

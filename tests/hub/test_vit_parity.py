@@ -12,6 +12,7 @@ import transformers
 from modalzoo import ModalzooError
 from modalzoo.hub.vit import hf_config_kwargs, hf_to_zoo, zoo_to_hf
 from modalzoo.model import Stream, import_components
+from tiny_models import perturbed
 
 VIT_B16 = {  # the zoo spec of ViT-B/16 (google/vit-base-patch16-224-in21k's shape)
     "embedding": {"name": "patch", "image_size": 224, "patch_size": 16, "dim": 768, "positions": "learned",
@@ -19,16 +20,6 @@ VIT_B16 = {  # the zoo spec of ViT-B/16 (google/vit-base-patch16-224-in21k's sha
     "encoder": {"name": "transformer", "layers": 12, "dim": 768, "heads": 12, "ffn_dim": 3072, "prenorm": True,
                 "final_norm": True, "norm_eps": 1e-12, "activation": "gelu"},
 }
-
-
-def perturbed(hf_model):
-    """Add noise to every parameter: HF's init leaves norms at 1/0 and biases at 0, which would hide
-    a swapped norm or bias in the mapping."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in hf_model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return hf_model.eval()
 
 
 @pytest.fixture(scope="module")
