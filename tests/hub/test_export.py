@@ -137,6 +137,17 @@ def run_card_snippet(out: Path, tmp_path: Path) -> str:
     return card
 
 
+def mlm_export_logits_diff(out: Path, zoo, batch: dict, model_class: str) -> float:
+    """Max |logit difference| at real tokens between the zoo model and the export loaded by AutoModelForMaskedLM."""
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
+    assert type(hf).__name__ == model_class
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        hidden = zoo.streams["text"](dict(batch))
+        zoo_logits = zoo.targets["mlm"].logits(hidden.hidden.x[real], hidden)
+        return max_diff(zoo_logits, hf(**batch).logits[real])
+
+
 # ----------------------------------------------------------------------------------------------- per mapping
 
 def test_bert_export_loads_in_transformers_and_imports_back(tmp_path, capsys):
@@ -150,15 +161,8 @@ def test_bert_export_loads_in_transformers_and_imports_back(tmp_path, capsys):
         want = [prep.tokenizer.bos_id, *ids[:22], prep.tokenizer.eos_id]
         assert tok(text, truncation=True)["input_ids"] == want
     assert (tok.pad_token_id, tok.mask_token_id) == (prep.tokenizer.pad_id, prep.tokenizer.mask_id)
-    hf = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
-    assert type(hf).__name__ == "BertForMaskedLM"
-    batch = tok(texts[:2], padding=True, return_tensors="pt")
-    real = batch["attention_mask"].bool()
-    with torch.no_grad():
-        hidden = zoo.streams["text"](dict(batch))
-        zoo_logits = zoo.targets["mlm"].logits(hidden.hidden.x[real], hidden)
-        hf_logits = hf(**batch).logits[real]
-    assert max_diff(zoo_logits, hf_logits) <= 1e-4
+    assert mlm_export_logits_diff(out, zoo, tok(texts[:2], padding=True, return_tensors="pt"),
+                                  "BertForMaskedLM") <= 1e-4
     check_import_back(out, cfg, zoo.state_dict())
     card = run_card_snippet(out, tmp_path)
     assert "fill-mask" in card and "library_name: transformers" in card and "![loss curve]" not in card
@@ -173,14 +177,7 @@ def test_roberta_export_loads_in_transformers_and_imports_back(tmp_path):
     for row, text in enumerate(["def f(x): return x", "Return the path."]):
         ids = [prep.tokenizer.bos_id, *prep.tokenizer.encode(text)[0], prep.tokenizer.eos_id]
         assert batch["input_ids"][row, :len(ids)].tolist() == ids
-    hf = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
-    assert type(hf).__name__ == "RobertaForMaskedLM"
-    real = batch["attention_mask"].bool()
-    with torch.no_grad():
-        hidden = zoo.streams["text"](dict(batch))
-        zoo_logits = zoo.targets["mlm"].logits(hidden.hidden.x[real], hidden)
-        hf_logits = hf(**batch).logits[real]
-    assert max_diff(zoo_logits, hf_logits) <= 1e-4
+    assert mlm_export_logits_diff(out, zoo, batch, "RobertaForMaskedLM") <= 1e-4
     check_import_back(out, cfg, zoo.state_dict())
     run_card_snippet(out, tmp_path)
 
