@@ -20,8 +20,6 @@ the method; the runner, rounds and memory helpers are `side_by_side.py`'s.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -82,12 +80,7 @@ def make_batches(n: int, seed: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sbs.add_arguments(p, steps=5, rounds=20)
-    p.add_argument("--batches", type=int, default=8, help="distinct batches, cycled (default 8)")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    os.chdir(sbs.REPO)
+    args = sbs.parse_pair_arguments(__doc__, argv)
     started = time.perf_counter()
 
     torch.manual_seed(args.seed)

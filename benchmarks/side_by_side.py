@@ -101,6 +101,18 @@ def add_arguments(p: argparse.ArgumentParser, steps: int, rounds: int) -> None:
     p.add_argument("--out", default=None, help="JSON path")
 
 
+def parse_pair_arguments(doc: str, argv: list[str] | None, steps: int = 5, rounds: int = 20) -> argparse.Namespace:
+    """The two-model scripts' command line (the shared options plus ``--batches``), applied: torch threads set,
+    working directory the repo root."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    add_arguments(p, steps=steps, rounds=rounds)
+    p.add_argument("--batches", type=int, default=8, help="distinct batches, cycled (default 8)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.chdir(REPO)
+    return args
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

@@ -41,16 +41,33 @@ def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
     return path
 
 
+def run_config(run_dir: Path):
+    """A run's saved (resolved) recipe; a clear error if ``run_dir`` is not a run."""
+    from ..model import import_components
+    import_components()
+    config = Path(run_dir) / "config.yaml"
+    if not config.exists():
+        raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
+    return OmegaConf.load(config)
+
+
+def load_run_model(run_dir: Path, step: int | None = None, checkpoint: Path | None = None):
+    """``(cfg, model, checkpoint, step)``: a run's model with a checkpoint's weights (default: the newest
+    complete one; single-file or sharded), in eval mode on the CPU."""
+    cfg = run_config(run_dir)
+    checkpoint = checkpoint or find_checkpoint(Path(run_dir), step)
+    model = build_model(cfg)
+    ckpt.load_weights(model, checkpoint)
+    step = json.loads((Path(checkpoint) / "meta.json").read_text())["step"]
+    return cfg, model.eval(), checkpoint, step
+
+
 def consolidate_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
     """One safetensors file (plus config and tokenizer) from a run's single or sharded checkpoint."""
     import shutil
 
-    from ..model import import_components
-    import_components()
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
-    model = build_model(OmegaConf.load(run_dir / "config.yaml"))
+    model = build_model(run_config(run_dir))
     path = ckpt.consolidate(find_checkpoint(run_dir, step), model, out)
     for name in ("config.yaml", "tokenizer.json"):
         if (run_dir / name).exists():
@@ -59,20 +76,15 @@ def consolidate_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
 
 
 class LoadedRun:
+    """A run ready to evaluate: model on ``device`` plus its data (tokenizer, validation loader)."""
+
     def __init__(self, run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
         self.run_dir = Path(run_dir)
-        config = self.run_dir / "config.yaml"
-        if not config.exists():
-            raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
-        self.cfg = OmegaConf.load(config)
-        self.checkpoint = checkpoint or find_checkpoint(self.run_dir)
+        self.cfg, self.model, self.checkpoint, self.step = load_run_model(self.run_dir, checkpoint=checkpoint)
         self.device = resolve_device(device)
         self.data = DATASETS.build(self.cfg.data, "data")
         self.data_ctx = self.data.prepare(self.run_dir)
-        self.model = build_model(self.cfg)
-        ckpt.load_weights(self.model, self.checkpoint)
-        self.model.to(self.device).eval()
-        self.step = json.loads((self.checkpoint / "meta.json").read_text())["step"]
+        self.model.to(self.device)
         self.transforms = self.model.batch_transforms(self.data_ctx)
 
     def val_loader(self, batch_size: int | None = None):

@@ -93,14 +93,15 @@ def _eval_summary(run_dir: Path) -> dict:
 
 
 def _zero_shot_prompts(run) -> tuple[list[str], str]:
-    """A few class names and the first prompt template from the data's ``classes.json`` (if there is one)."""
-    data_dir = Path(str(run.cfg.data.get("path", ""))) if run.cfg.get("data") else None
-    path = data_dir / "classes.json" if data_dir else None
-    if path is not None and path.exists():
-        info = json.loads(path.read_text())
-        if isinstance(info, dict) and info.get("classes"):
-            templates = info.get("templates") or ["a photo of {}."]
-            return [str(n) for n in info["classes"][:5]], str(templates[0])
+    """A few class names and the first prompt template, from the run's dataset when it has them."""
+    from ..registry import DATASETS
+    info = {}
+    if run.cfg.get("data"):
+        dataset = DATASETS.build(run.cfg.data, "data")
+        info = dataset.classes() if hasattr(dataset, "classes") else {}
+    if info.get("classes"):
+        templates = info.get("templates") or ["a photo of {}."]
+        return [str(n) for n in info["classes"][:5]], str(templates[0])
     return ["cat", "dog", "car"], "a photo of {}."
 
 

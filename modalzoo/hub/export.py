@@ -19,9 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from ..errors import ModalzooError
-from ..model import build_model, import_components
-from ..registry import TOKENIZERS, to_plain
-from ..training import checkpoint as ckpt
+from ..registry import DATASETS, TOKENIZERS, to_plain
 from . import architectures
 from .architectures import Architecture, Preprocessing
 from .card import write_card
@@ -42,31 +40,20 @@ class RunForExport:
 
 def load_run(run_dir: str | Path, step: int | None = None) -> RunForExport:
     """A run's config, model with the chosen (default: newest) checkpoint's weights, and preprocessing."""
-    from ..evaluation.run import find_checkpoint
-    import_components()
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    path = find_checkpoint(run_dir, step)
-    model = build_model(cfg)
-    ckpt.load_weights(model, path)           # single file or sharded (DCP); strict
-    model.eval()
-    meta = json.loads((path / "meta.json").read_text())
-    return RunForExport(run_dir, cfg, model, path, int(meta["step"]), preprocessing(cfg, run_dir))
+    from ..evaluation.run import load_run_model
+    cfg, model, checkpoint, step = load_run_model(Path(run_dir), step)
+    return RunForExport(Path(run_dir), cfg, model, checkpoint, int(step), preprocessing(cfg, Path(run_dir)))
 
 
 def preprocessing(cfg: DictConfig, run_dir: Path) -> Preprocessing:
-    data = to_plain(cfg.get("data")) or {}
-    prep = Preprocessing(seq_len=data.get("seq_len"), image_size=data.get("image_size"),
-                         mean=list(data.get("mean") or []), std=list(data.get("std") or []))
-    spec = data.get("tokenizer")
+    """The run's data options (its dataset's config, defaults filled in) and its saved tokenizer."""
+    data = DATASETS.make_config(to_plain(cfg.data), "data") if cfg.get("data") else None
+    prep = Preprocessing(seq_len=getattr(data, "seq_len", None), image_size=getattr(data, "image_size", None),
+                         mean=list(getattr(data, "mean", [])), std=list(getattr(data, "std", [])))
+    spec = getattr(data, "tokenizer", None)
     if spec and (run_dir / "tokenizer.json").exists():
         prep.tokenizer = TOKENIZERS.build(spec, "data.tokenizer").load(run_dir / "tokenizer.json")
         prep.tokenizer_name = spec["name"]
-    if prep.image_size and not prep.mean:      # the image datasets' defaults
-        from ..datasets.images import CLIP_MEAN, CLIP_STD
-        prep.mean, prep.std = list(CLIP_MEAN), list(CLIP_STD)
     return prep
 
 

@@ -34,12 +34,15 @@ TRANSPOSED: Transform = (lambda t: t.T.contiguous(), lambda t: t.T.contiguous())
 HIDDEN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "relu": "relu"}
 
 
+def listed(keys, limit: int = 8) -> str:
+    """The first ``limit`` keys, comma-separated, and how many more there are."""
+    keys = list(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
 def check_keys(missing: list[str], unexpected: list[str], source: str) -> None:
     """Raise naming the missing and the unmapped keys of a state dict (the first few of each)."""
-    def listed(keys: list[str], limit: int = 8) -> str:
-        more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-        return ", ".join(keys[:limit]) + more
-
     if missing or unexpected:
         parts = ([f"missing {listed(missing)}"] if missing else []) + \
                 ([f"unmapped {listed(unexpected)}"] if unexpected else [])

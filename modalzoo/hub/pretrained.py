@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import ModalzooError
 from . import architectures
+from .mapping import listed
 
 MODEL_TYPES = {"bert": "bert", "roberta": "roberta", "vit": "vit", "vit_mae": "vit_mae", "clip": "clip"}
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt"]
@@ -67,12 +68,7 @@ def _load_strict(model: nn.Module, file: Path) -> None:
     result = model.load_state_dict(load_file(str(file)), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ModalzooError(f"{file} does not fit the model its config.json describes: missing "
-                            f"{_listed(result.missing_keys)}; unexpected {_listed(result.unexpected_keys)}")
-
-
-def _listed(keys: Sequence[str], limit: int = 8) -> str:
-    keys = list(keys)
-    return "[" + ", ".join(keys[:limit]) + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "") + "]"
+                            f"{listed(result.missing_keys)}; unexpected {listed(result.unexpected_keys)}")
 
 
 # ------------------------------------------------------------------------------------------- init_from
@@ -124,7 +120,7 @@ def import_hf(model: nn.Module, spec: dict, source: str, ignore: Sequence[str] =
     problems = {what: keys for what, keys in problems.items() if keys}
     if problems:
         raise ModalzooError(f"init_from: {path} does not fit {arch.model_class}: "
-                            + "; ".join(f"{what}: {_listed(keys)}" for what, keys in problems.items()))
+                            + "; ".join(f"{what}: {listed(keys)}" for what, keys in problems.items()))
     zoo_state = arch.to_zoo(hf.state_dict(), spec, stream)
     _load_mapped(model, zoo_state, arch, hf.config)
     echo(f"init_from: loaded {len(zoo_state)} tensors from {path} ({arch.model_class})")
@@ -139,7 +135,7 @@ def _load_mapped(model: nn.Module, zoo_state: dict[str, torch.Tensor], arch, hf_
         dims = {k: getattr(hf_config, k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "image_size",
                                                    "patch_size") if hasattr(hf_config, k)}
         raise ModalzooError(f"init_from: the recipe's model has another shape than the checkpoint ({dims}): "
-                            + _listed(wrong_shape, 6))
+                            + listed(wrong_shape, 6))
     for key in [k for k in zoo_state if k not in own]:
         fixed = buffers.get(key)       # e.g. the recipe fixes sin-cos positions the checkpoint learned
         if fixed is None or fixed.shape != zoo_state[key].shape or not torch.allclose(fixed, zoo_state[key],
@@ -150,7 +146,7 @@ def _load_mapped(model: nn.Module, zoo_state: dict[str, torch.Tensor], arch, hf_
         del zoo_state[key]
     result = model.load_state_dict(zoo_state, strict=False)
     if arch.whole_model and result.missing_keys:
-        raise ModalzooError(f"init_from: the checkpoint leaves zoo tensors unset: {_listed(result.missing_keys)}")
+        raise ModalzooError(f"init_from: the checkpoint leaves zoo tensors unset: {listed(result.missing_keys)}")
 
 
 def _check_tokenizer(path: Path, tokenizer) -> None:

@@ -68,7 +68,7 @@ class TokenEmbedding(nn.Module):
             if positions is None:       # 0..L-1 for every row: a slice of the table, no ids to keep for backward
                 x = x + self.position.first(L, offset)
             else:
-                x = x + self.position(positions + offset if offset else positions)
+                x = x + self.position(positions + offset)
         if positions is None:
             positions = torch.arange(L, device=ids.device).expand(B, L)
         if self.token_type is not None:

@@ -59,16 +59,6 @@ def masking_indices(batch: int, patches: int, ratio: float, noise: Tensor | None
     return ids_shuffle[:, :keep], ids_shuffle[:, keep:], mask, ids_restore
 
 
-def random_masking(x: Tensor, ratio: float, noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Keep a random (1 - ratio) of the tokens [B, N, D] of each sample, as MAE does.
-
-    Returns the kept tokens, ``mask`` [B, N] (1 = hidden) and ``ids_restore`` to undo the shuffle.
-    """
-    B, N, D = x.shape
-    ids_keep, _, mask, ids_restore = masking_indices(B, N, ratio, noise, x.device)
-    return x.gather(1, ids_keep[..., None].expand(-1, -1, D)), mask, ids_restore
-
-
 @EMBEDDINGS.register("patch")
 class PatchEmbedding(nn.Module):
     """Images -> patch tokens (ViT/CLIP/MAE), any size divisible by the patch size."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modalzoo.modalities.vision import PatchEmbedding, PatchEmbeddingConfig, masking_indices, random_masking
+from modalzoo.modalities.vision import PatchEmbedding, PatchEmbeddingConfig, masking_indices
 
 
 def reference(emb: PatchEmbedding, pixels: torch.Tensor, noise: torch.Tensor):
@@ -15,7 +15,8 @@ def reference(emb: PatchEmbedding, pixels: torch.Tensor, noise: torch.Tensor):
     offset = int(emb.cls is not None)
     if emb.position is not None:
         x = x + emb.position[:, offset:]
-    x, mask, ids_restore = random_masking(x, emb.cfg.mask_ratio, noise)
+    ids_keep, _, mask, ids_restore = masking_indices(*x.shape[:2], emb.cfg.mask_ratio, noise)
+    x = x.gather(1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
     if emb.cls is not None:
         cls = emb.cls if emb.position is None else emb.cls + emb.position[:, :1]
         x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
