@@ -3,9 +3,9 @@
 Both are the ViT-B/32 CLIP layout (pre-norm towers, ln_pre, class-token image pooling, causal text tower
 pooled at EOS, bias-free projections, learnable logit scale, exact GELU as open_clip's ViT-B-32) scaled
 down to fit 2 CPU cores; see SHAPE. The zoo model is `build_model(spec)`, the open_clip one is
-`open_clip.model.CLIP(**modalzoo.hub.clip.open_clip_config(spec))` with the zoo's initial weights loaded
-through `zoo_to_open_clip` (strict), so both start from the same point; an eval-mode loss check on the
-first batch confirms they compute the same function.
+`open_clip.model.CLIP(**modalzoo.modalities.vision.hub.clip.open_clip_config(spec))` with the zoo's
+initial weights loaded through `zoo_to_open_clip` (strict), so both start from the same point; an eval-mode
+loss check on the first batch confirms they compute the same function.
 
 One training step, both sides: forward, symmetric contrastive loss (zoo: its `contrastive` target;
 open_clip: `open_clip.loss.ClipLoss`, as open_clip_train uses it), backward, `torch.optim.AdamW` step
@@ -64,7 +64,7 @@ def build_models():
     import open_clip
 
     import modalzoo
-    from modalzoo.hub.clip import open_clip_config, zoo_to_open_clip
+    from modalzoo.modalities.vision.hub.clip import open_clip_config, zoo_to_open_clip
     spec = zoo_spec()
     zoo = modalzoo.build_model(spec)
     oc_kwargs = open_clip_config(spec)

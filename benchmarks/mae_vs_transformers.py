@@ -3,7 +3,7 @@
 Both are the MAE layout (ViT encoder on the visible 25 % of patches plus a class token, fixed 2D sin-cos
 positions, a light decoder over all patches with mask tokens, per-patch normalised pixel loss on the
 hidden patches) scaled down to fit 2 CPU cores; see SHAPE. The zoo model is `build_model(spec)`; the
-transformers one is `ViTMAEForPreTraining(ViTMAEConfig(**modalzoo.hub.vit_mae.hf_config_kwargs(spec),
+transformers one is `ViTMAEForPreTraining(ViTMAEConfig(**modalzoo.modalities.vision.hub.vit_mae.hf_config_kwargs(spec),
 attn_implementation="sdpa"))` with the zoo's initial weights (and the fixed sin-cos tables) loaded through
 `zoo_to_hf` (strict). Both get the same images and the same masking noise (zoo: `batch["mae_noise"]`,
 transformers: `noise=`), so they hide the same patches; an eval-mode loss check on the first batch
@@ -57,7 +57,7 @@ def build_models():
     import transformers
 
     import modalzoo
-    from modalzoo.hub.vit_mae import hf_config_kwargs, zoo_to_hf
+    from modalzoo.modalities.vision.hub.vit_mae import hf_config_kwargs, zoo_to_hf
     spec = zoo_spec()
     zoo = modalzoo.build_model(spec)
     kwargs = hf_config_kwargs(spec)

@@ -72,7 +72,7 @@ def zoo_overrides(dropout: float) -> list[str]:
 
 def build_zoo(dropout: float):
     import modalzoo
-    import modalzoo.datasets.text  # noqa: F401  registers the `text` dataset even if components.py does not
+    import modalzoo.modalities.text.dataset  # noqa: F401  registers the `text` dataset even if components.py does not
     cfg = modalzoo.load_recipe("bert_mlm_tiny", overrides=zoo_overrides(dropout))
     return modalzoo.build_model(cfg), cfg
 
@@ -193,7 +193,7 @@ def padded_batches(n: int, transforms: list, seed: int) -> list[dict]:
 
 def make_batcher(tokenizer, packing: bool):
     """modalzoo's TextBatcher (tokenize, chunk, pack or pad); masking is applied afterwards, here."""
-    from modalzoo.datasets.text import TextBatcher
+    from modalzoo.modalities.text.dataset import TextBatcher
     args = (tokenizer, SHAPE["seq_len"], packing, SHAPE["batch_size"])
     if "transforms" in inspect.signature(TextBatcher).parameters:      # older TextBatcher ran the transforms
         return TextBatcher(*args, [], drop_last=True)

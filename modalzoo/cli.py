@@ -178,12 +178,12 @@ def run(argv: list[str]) -> int:
             info = builder.build(out)
             print(f"built {args.name} in {out}: {info.get('documents') or info.get('images') or info}")
         elif args.data_command == "pack-images":
-            from .datasets.pack_images import pack_images
+            from .modalities.vision.pack import pack_images
             counts = pack_images(args.sources, args.out, val_fraction=args.val_fraction, val_split=args.val_split)
             print(f"packed {counts['train']} train / {counts[args.val_split]} {args.val_split} images into "
                   f"{args.out}")
         else:
-            from .datasets.pack_text import pack_text
+            from .modalities.text.pack import pack_text
             counts = pack_text(args.files, args.out, per=args.per, field=args.field, val_fraction=args.val_fraction)
             print(f"packed {counts['train']} train / {counts['validation']} validation documents into {args.out}")
     return 0

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ModalzooError, closest
+from ..modalities.text.hub import bert
+from ..modalities.vision.hub import clip, vit, vit_mae
 from ..registry import EMBEDDINGS, TARGETS
-from . import bert, clip, vit, vit_mae
 from .mapping import model_section
 
 

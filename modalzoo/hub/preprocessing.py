@@ -63,7 +63,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ModalzooError
-from ..modalities.tokenizers import TextTokenizer
+from ..modalities.text.tokenizers import TextTokenizer
 
 # style -> HF tokenizer class, the tokenizers model it needs, and HF role -> zoo role.
 TOKENIZER_STYLES: dict[str, dict] = {

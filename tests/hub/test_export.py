@@ -20,9 +20,9 @@ from safetensors.torch import load_file, save_file
 
 import modalzoo
 from modalzoo import ModalzooError
-from modalzoo.datasets.images import decode_image, encode_texts
 from modalzoo.hub import export as export_mod
 from modalzoo.hub.pretrained import import_hf
+from modalzoo.modalities.vision.dataset import decode_image, encode_texts
 from modalzoo.registry import TOKENIZERS
 from modalzoo.training import checkpoint as ckpt
 from tiny_models import perturbed

@@ -21,10 +21,10 @@ from transformers import (
     ViTConfig,
 )
 
-from modalzoo.datasets.images import CLIP_MEAN, CLIP_STD, ImageFinish, decode_image, encode_texts
 from modalzoo.datasets.packing import SpecialIds, chunk_document, pad_batch
 from modalzoo.errors import ModalzooError
 from modalzoo.hub.preprocessing import write_image_processor, write_tokenizer_files
+from modalzoo.modalities.vision.dataset import CLIP_MEAN, CLIP_STD, ImageFinish, decode_image, encode_texts
 from modalzoo.registry import TOKENIZERS
 
 WORDS = ["cat", "dog", "seven", "three", "digit", "Café", "naïve", "Straße", "東京"]

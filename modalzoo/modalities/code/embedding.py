@@ -14,9 +14,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..registry import EMBEDDINGS
-from ..tokens import Tokens
-from .text import TokenEmbedding, TokenEmbeddingConfig
+from ...registry import EMBEDDINGS
+from ...tokens import Tokens
+from ..text.embedding import TokenEmbedding, TokenEmbeddingConfig
 
 NODE, PAD = 0, 1
 

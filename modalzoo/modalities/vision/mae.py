@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..encoders.positions import sincos_2d_table
-from ..registry import TARGET_EMBEDDINGS, TARGETS
-from ..tokens import Tokens
-from .base import StreamOutput, Target, TargetConfig, TaskOutput
+from ...encoders.positions import sincos_2d_table
+from ...pretrain_tasks.base import StreamOutput, Target, TargetConfig, TaskOutput
+from ...registry import TARGET_EMBEDDINGS, TARGETS
+from ...tokens import Tokens
 
 
 @dataclass

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..encoders.blocks import make_norm
-from ..encoders.positions import sincos_2d_table
-from ..registry import EMBEDDINGS
-from ..tokens import Tokens
+from ...encoders.blocks import make_norm
+from ...encoders.positions import sincos_2d_table
+from ...registry import EMBEDDINGS
+from ...tokens import Tokens
 
 
 @dataclass

@@ -14,7 +14,10 @@ import torch
 from PIL import Image
 
 from modalzoo.cli import main
-from modalzoo.datasets.images import (
+from modalzoo.datasets.samples import DIGIT_WORDS
+from modalzoo.datasets.shards import list_shards
+from modalzoo.errors import ModalzooError
+from modalzoo.modalities.vision.dataset import (
     CLIP_MEAN,
     CLIP_STD,
     ImageFinish,
@@ -22,10 +25,7 @@ from modalzoo.datasets.images import (
     ImageTextDataConfig,
     encode_texts,
 )
-from modalzoo.datasets.pack_images import pack_images
-from modalzoo.datasets.samples import DIGIT_WORDS
-from modalzoo.datasets.shards import list_shards
-from modalzoo.errors import ModalzooError
+from modalzoo.modalities.vision.pack import pack_images
 
 SMALL_TOKENIZER = {"name": "bytelevel_bpe", "vocab_size": 300}
 

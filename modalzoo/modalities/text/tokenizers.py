@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from ..errors import ModalzooError
-from ..registry import TOKENIZERS
+from ...errors import ModalzooError
+from ...registry import TOKENIZERS
 
 
 class TextTokenizer:

@@ -7,8 +7,8 @@ import re
 
 import torch
 
-from ..pretrain_tasks.mlm import IGNORE
-from .run import LoadedRun, report
+from ...evaluation.run import LoadedRun, report
+from ...pretrain_tasks.mlm import IGNORE
 
 
 def unigram_counts(run: LoadedRun, batches: int) -> torch.Tensor:

@@ -34,9 +34,8 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ..errors import ModalzooError
-from ..registry import EMBEDDINGS, ENCODERS, TARGETS
-from .mapping import (
+from ....errors import ModalzooError
+from ....hub.mapping import (
     CLS_TOKEN,
     HIDDEN_ACT,
     LEADING_ONE,
@@ -52,6 +51,7 @@ from .mapping import (
     to_zoo,
     transformer_needs,
 )
+from ....registry import EMBEDDINGS, ENCODERS, TARGETS
 
 # One CLIP encoder layer (both towers): zoo block name -> HF layer name, relative to the layer.
 HF_LAYER: list[Row] = [

@@ -1,4 +1,5 @@
-"""The zoo's BERT/RoBERTa MLM recipes compute what `transformers` computes, through `modalzoo.hub.bert`."""
+"""The zoo's BERT/RoBERTa MLM recipes compute what `transformers` computes, through
+`modalzoo.modalities.text.hub.bert`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import transformers
 
 import modalzoo
 from modalzoo import ConfigError, ModalzooError
-from modalzoo.hub.bert import hf_config_kwargs, hf_to_zoo, zoo_to_hf
+from modalzoo.modalities.text.hub.bert import hf_config_kwargs, hf_to_zoo, zoo_to_hf
 from tiny_models import perturbed
 
 IGNORE = -100

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from modalzoo.errors import ConfigError
-from modalzoo.modalities.tokenizers import load_or_train
+from modalzoo.modalities.text.tokenizers import load_or_train
 from modalzoo.registry import TOKENIZERS
 
 CORPUS = [f"The quick brown fox number {i} jumps over the lazy {w}. A photo of a {w}!"

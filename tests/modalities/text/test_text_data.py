@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from modalzoo.datasets import shards
-from modalzoo.datasets.pack_text import pack_text
 from modalzoo.datasets.shards import ShardStream, list_shards
-from modalzoo.datasets.text import TextData, TextDataConfig, decode_texts
 from modalzoo.errors import ModalzooError
+from modalzoo.modalities.text.dataset import TextData, TextDataConfig, decode_texts
+from modalzoo.modalities.text.pack import pack_text
 
 
 def test_text_sample_is_real_prose_split_by_file(text_sample):

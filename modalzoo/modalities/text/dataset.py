@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from ..modalities.tokenizers import TextTokenizer, load_or_train
-from ..pretrain_tasks.base import DataContext
-from ..registry import DATASETS
-from .packing import SpecialIds, chunk_document, pack, pad_batch, stack
-from .shards import ShardStream, SkipCounter, list_shards, loader
+from ...datasets.packing import SpecialIds, chunk_document, pack, pad_batch, stack
+from ...datasets.shards import ShardStream, SkipCounter, list_shards, loader
+from ...pretrain_tasks.base import DataContext
+from ...registry import DATASETS
+from .tokenizers import TextTokenizer, load_or_train
 
 
 @dataclass

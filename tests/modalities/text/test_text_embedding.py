@@ -8,7 +8,7 @@ import torch
 
 from modalzoo import ModalzooError, build_model
 from modalzoo.encoders.masks import build_attention_mask
-from modalzoo.modalities.text import TargetTokenEmbedding, TokenEmbedding, TokenEmbeddingConfig
+from modalzoo.modalities.text.embedding import TargetTokenEmbedding, TokenEmbedding, TokenEmbeddingConfig
 from tiny_models import SHAPES, text_batch
 
 V, D = 50, 32

@@ -18,9 +18,8 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ..errors import ModalzooError
-from ..registry import EMBEDDINGS, ENCODERS
-from .mapping import (
+from ....errors import ModalzooError
+from ....hub.mapping import (
     HIDDEN_ACT,
     Row,
     check_names,
@@ -33,6 +32,7 @@ from .mapping import (
     to_zoo,
     transformer_needs,
 )
+from ....registry import EMBEDDINGS, ENCODERS
 
 # One ViT (and ViT-MAE) layer: zoo block name -> HF layer name, both after "<stack>.<i>.".
 LAYER: list[Row] = [

@@ -14,8 +14,8 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from ..errors import ModalzooError
-from .shards import ShardWriter
+from ...datasets.shards import ShardWriter
+from ...errors import ModalzooError
 
 
 def txt_documents(path: Path, per: Literal["block", "line"]) -> Iterator[str]:

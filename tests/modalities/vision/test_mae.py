@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modalzoo import build_model
-from modalzoo.pretrain_tasks.mae import MAETargetEmbedding, MAETargetEmbeddingConfig, patchify, take_rows
+from modalzoo.modalities.vision.mae import MAETargetEmbedding, MAETargetEmbeddingConfig, patchify, take_rows
 from modalzoo.tokens import Tokens
 from tiny_models import SHAPES
 

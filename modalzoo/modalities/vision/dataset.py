@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ModalzooError
-from ..modalities.tokenizers import TextTokenizer, load_or_train
-from ..pretrain_tasks.base import DataContext
-from ..registry import DATASETS
-from .shards import ShardStream, SkipCounter, list_shards, loader
-from .text import Transforms
+from ...datasets.shards import ShardStream, SkipCounter, list_shards, loader
+from ...errors import ModalzooError
+from ...pretrain_tasks.base import DataContext
+from ...registry import DATASETS
+from ..text.dataset import Transforms
+from ..text.tokenizers import TextTokenizer, load_or_train
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model import build_model
-from ..pretrain_tasks.contrastive import pool
-from ..pretrain_tasks.mae import patchify
-from .run import LoadedRun, report
+from ...evaluation.run import LoadedRun, report
+from ...model import build_model
+from ...pretrain_tasks.contrastive import pool
+from .mae import patchify
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -79,7 +79,7 @@ def linear_probe(run: LoadedRun, stream_name: str, max_batches: int = MAX_BATCHE
 
 @torch.no_grad()
 def zero_shot(run: LoadedRun, target_name: str, max_batches: int = MAX_BATCHES) -> dict:
-    from ..datasets.images import encode_texts
+    from .dataset import encode_texts
     target = run.model.targets[target_name]
     image_stream, text_stream = target.cfg.streams
     image_pool, text_pool = target.cfg.pooling

@@ -23,10 +23,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from ..encoders.positions import sincos_2d_table
-from ..errors import ModalzooError
-from ..registry import DECODERS, EMBEDDINGS, ENCODERS, TARGET_EMBEDDINGS, TARGETS
-from .mapping import (
+from ....encoders.positions import sincos_2d_table
+from ....errors import ModalzooError
+from ....hub.mapping import (
     HIDDEN_ACT,
     Row,
     check_names,
@@ -39,6 +38,7 @@ from .mapping import (
     to_zoo,
     transformer_needs,
 )
+from ....registry import DECODERS, EMBEDDINGS, ENCODERS, TARGET_EMBEDDINGS, TARGETS
 from .vit import LAYER
 from .vit import TABLE as VIT_TABLE
 

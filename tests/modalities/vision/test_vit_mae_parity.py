@@ -1,5 +1,5 @@
 """The zoo's MAE (ViT-B/16 encoder, the paper's 8-block 512-wide decoder) computes what
-`transformers.ViTMAEForPreTraining` computes, through `modalzoo.hub.vit_mae`."""
+`transformers.ViTMAEForPreTraining` computes, through `modalzoo.modalities.vision.hub.vit_mae`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import transformers
 
 import modalzoo
 from modalzoo import ModalzooError
-from modalzoo.hub.vit_mae import POSITION_TABLES, hf_config_kwargs, hf_to_zoo, position_table, zoo_to_hf
+from modalzoo.modalities.vision.hub.vit_mae import (
+    POSITION_TABLES,
+    hf_config_kwargs,
+    hf_to_zoo,
+    position_table,
+    zoo_to_hf,
+)
 from tiny_models import perturbed
 
 MAE_VIT_B16 = {"streams": {"image": {

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import ModalzooError
-from .shards import ShardWriter
+from ...datasets.shards import ShardWriter
+from ...errors import ModalzooError
 
 IMAGE_SUFFIXES = {".jpg": "jpg", ".jpeg": "jpeg", ".png": "png"}
 CAPTION_TEMPLATE = "a photo of a {}."

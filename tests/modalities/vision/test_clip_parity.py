@@ -1,5 +1,6 @@
 """The zoo's two-stream CLIP computes what `transformers.CLIPModel` and open_clip's ViT-B-32 compute, through
-`modalzoo.hub.clip`. Both comparisons use full ViT-B/32-shaped towers (12 x 768 image, 12 x 512 text)."""
+`modalzoo.modalities.vision.hub.clip`. Both comparisons use full ViT-B/32-shaped towers (12 x 768 image,
+12 x 512 text)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import transformers
 
 import modalzoo
 from modalzoo import ModalzooError
-from modalzoo.hub.clip import (
+from modalzoo.modalities.vision.hub.clip import (
     hf_config_kwargs,
     hf_to_zoo,
     open_clip_config,

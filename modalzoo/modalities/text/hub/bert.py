@@ -14,9 +14,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from ..errors import ModalzooError
-from ..registry import EMBEDDINGS, ENCODERS, TARGETS, to_plain
-from .mapping import HIDDEN_ACT, check_keys, count_layers, expand, refuse
+from ....errors import ModalzooError
+from ....hub.mapping import HIDDEN_ACT, check_keys, count_layers, expand, refuse
+from ....registry import EMBEDDINGS, ENCODERS, TARGETS, to_plain
 
 # The differences between the two architectures' names: the model prefix and the MLM head's modules.
 ARCHS = {

@@ -8,12 +8,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..encoders.blocks import make_norm
-from ..encoders.masks import is_right_padded
-from ..encoders.positions import AbsolutePositions
-from ..errors import ModalzooError
-from ..registry import EMBEDDINGS, TARGET_EMBEDDINGS
-from ..tokens import Tokens
+from ...encoders.blocks import make_norm
+from ...encoders.masks import is_right_padded
+from ...encoders.positions import AbsolutePositions
+from ...errors import ModalzooError
+from ...registry import EMBEDDINGS, TARGET_EMBEDDINGS
+from ...tokens import Tokens
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modalzoo.modalities.vision import PatchEmbedding, PatchEmbeddingConfig, masking_indices
+from modalzoo.modalities.vision.embedding import PatchEmbedding, PatchEmbeddingConfig, masking_indices
 
 
 def reference(emb: PatchEmbedding, pixels: torch.Tensor, noise: torch.Tensor):

@@ -1,5 +1,5 @@
 """The zoo's patch embedding + Transformer stream computes what `transformers.ViTModel` computes (ViT-B/16),
-through `modalzoo.hub.vit`."""
+through `modalzoo.modalities.vision.hub.vit`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import transformers
 
 from modalzoo import ModalzooError
-from modalzoo.hub.vit import hf_config_kwargs, hf_to_zoo, zoo_to_hf
+from modalzoo.modalities.vision.hub.vit import hf_config_kwargs, hf_to_zoo, zoo_to_hf
 from modalzoo.model import Stream, import_components
 from tiny_models import perturbed
 
