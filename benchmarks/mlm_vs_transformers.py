@@ -192,12 +192,19 @@ def padded_batches(n: int, transforms: list, seed: int) -> list[dict]:
 
 
 def make_batcher(tokenizer, packing: bool):
-    """modalzoo's TextBatcher (tokenize, chunk, pack or pad); masking is applied afterwards, here."""
-    from modalzoo.modalities.text.dataset import TextBatcher
-    args = (tokenizer, SHAPE["seq_len"], packing, SHAPE["batch_size"])
-    if "transforms" in inspect.signature(TextBatcher).parameters:      # older TextBatcher ran the transforms
-        return TextBatcher(*args, [], drop_last=True)
-    return TextBatcher(*args, drop_last=True)
+    """modalzoo's text field batching (tokenize, chunk, pack or pad); masking is applied afterwards, here."""
+    try:
+        from modalzoo.datasets.dataset import FieldBatcher
+        from modalzoo.modalities.text.fields import TextField, TextState
+    except ImportError:                                                 # before shards x fields
+        from modalzoo.modalities.text.dataset import TextBatcher
+        args = (tokenizer, SHAPE["seq_len"], packing, SHAPE["batch_size"])
+        if "transforms" in inspect.signature(TextBatcher).parameters:  # older TextBatcher ran the transforms
+            return TextBatcher(*args, [], drop_last=True)
+        return TextBatcher(*args, drop_last=True)
+    text = TextField({"name": "wordpiece"}, SHAPE["seq_len"], packing, train_docs=0)
+    state = TextState(tokenizer, "wordpiece", SHAPE["seq_len"])
+    return FieldBatcher({"text": text}, {"text": state}, SHAPE["batch_size"], drop_last=True)
 
 
 def corpus_batches(cfg, transforms_for, n: int, seed: int) -> tuple[list[dict], list[dict], dict]:
@@ -228,7 +235,7 @@ def corpus_batches(cfg, transforms_for, n: int, seed: int) -> tuple[list[dict], 
 # ------------------------------------------------------------------------------------------ run
 
 def run_case(case: str, args, device: torch.device, precision: str) -> dict:
-    from modalzoo.pretrain_tasks.base import DataContext
+    from modalzoo.datasets.fields import DataContext
     print(f"\n== case {case}: building models", file=sys.stderr, flush=True)
     torch.manual_seed(args.seed)
     zoo_model, cfg = build_zoo(args.dropout)

@@ -18,8 +18,6 @@ EXAMPLES = {
     "data build": "modalzoo data build text-sample --out data/text-sample",
     "export": "modalzoo export runs/clip_tiny --format hf --out exports/clip_tiny [--push me/clip-tiny --private]",
     "checkpoint consolidate": "modalzoo checkpoint consolidate runs/base --out runs/base/consolidated",
-    "data pack-text": "modalzoo data pack-text corpus/*.txt notes.jsonl --out data/my-corpus --val-fraction 0.01",
-    "data pack-images": "modalzoo data pack-images photos/ captions.csv --out data/my-images --val-fraction 0.05",
 }
 
 
@@ -77,33 +75,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, help="which checkpoint (default: the newest complete one)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
 
+    from .model import import_components
+    from .registry import PACKERS
+    import_components()               # each modality registers its `data pack-*` packers
+    packers = PACKERS.entries()
     data = sub.add_parser("data", help="Build the sample data sets or pack your own into shards.",
                           description="Build the sample data sets or pack your own into webdataset shards.",
-                          formatter_class=fmt, epilog="examples:\n  " + EXAMPLES["data build"] + "\n  "
-                          + EXAMPLES["data pack-text"] + "\n  " + EXAMPLES["data pack-images"])
+                          formatter_class=fmt, epilog="examples:\n  " + "\n  ".join(
+                              [EXAMPLES["data build"], *(e.cls.example for e in packers)]))
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     p = command("data build", "Build a sample data set offline from what is installed.", data_sub)
     p.add_argument("name", help="text-sample, digits, ... (see `modalzoo list sample_data`)")
     p.add_argument("--out", type=Path, help="output folder (default: $MODALZOO_DATA/NAME, i.e. data/NAME)")
     p.add_argument("options", nargs="*", metavar="key=value", help="builder options, e.g. max_mb=2")
-    p = command("data pack-text", "Pack .txt (a document per blank-line block, or per line) and .jsonl "
-                                  "(a 'text' field) files into webdataset text shards, streaming.", data_sub)
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--per", choices=["block", "line"], default="block", help=".txt: one document per ...")
-    p.add_argument("--field", default="text", help=".jsonl: the field holding the text")
-    p.add_argument("--val-fraction", type=float, default=0.0, help="documents routed to validation/")
-    p = command("data pack-images", "Pack images into webdataset image-text shards (for the image_text dataset), "
-                                    "streaming, storing each image's bytes as they are. SRC is an image folder "
-                                    "(ROOT/CLASS/*.jpg|png: class ids in sorted folder order, captions 'a photo "
-                                    "of a CLASS.') or a .csv/.jsonl listing with path,caption[,class] columns "
-                                    "(paths relative to the listing).", data_sub)
-    p.add_argument("sources", nargs="+", type=Path, metavar="SRC")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--val-fraction", type=float, default=0.0, help="images routed to the validation split")
-    p.add_argument("--val-split", default="test", help="the validation split's folder name (default: test, "
-                                                        "the image_text dataset's default val_split)")
+    for entry in packers:
+        _packer_parser(data_sub, entry, fmt)
     return parser
+
+
+def _packer_parser(data_sub, entry, fmt) -> None:
+    """``data NAME SOURCES... --out DIR`` plus one ``--flag`` per field of the packer's config."""
+    import dataclasses
+    import typing
+
+    doc = " ".join((entry.cls.__doc__ or "").split())
+    p = data_sub.add_parser(entry.name, help=doc, description=doc, formatter_class=fmt,
+                            epilog=f"example:\n  {entry.cls.example}")
+    p.add_argument("sources", nargs="+", type=Path, metavar=entry.cls.inputs)
+    p.add_argument("--out", type=Path, required=True)
+    hints = typing.get_type_hints(entry.config)
+    for f in dataclasses.fields(entry.config):
+        hint, choices = hints[f.name], None
+        if typing.get_origin(hint) is typing.Literal:
+            choices = list(typing.get_args(hint))
+            hint = type(choices[0])
+        p.add_argument("--" + f.name.replace("_", "-"), type=hint, choices=choices, default=f.default,
+                       help=f.metadata.get("help"))
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -143,8 +150,10 @@ def run(argv: list[str]) -> int:
         kinds = [args.kind] if args.kind else list(components)
         for kind in kinds:
             print(f"{kind}:")
-            for entry in registry_for(kind).entries():
-                print(f"  {entry.name:<16} {entry.summary}")
+            entries = registry_for(kind).entries()
+            width = max((len(e.summary) for e in entries), default=0)
+            for entry in entries:
+                print(f"  {entry.name:<16} {entry.summary:<{width}}  {entry.module}")
     elif args.command == "recipes":
         for name in modalzoo.list_recipes():
             print(name)
@@ -165,7 +174,7 @@ def run(argv: list[str]) -> int:
         export_run(args.run_dir, args.out, format=args.format, arch=args.arch, stream=args.stream, step=args.step,
                    push=args.push, private=args.private, overwrite=args.overwrite)
     elif args.command == "checkpoint":
-        from .evaluation.run import consolidate_run
+        from .training.runs import consolidate_run
         path = consolidate_run(args.run_dir, args.out, args.step)
         print(f"wrote {path}")
     elif args.command == "data":
@@ -177,15 +186,14 @@ def run(argv: list[str]) -> int:
             out = args.out or Path(os.environ.get("MODALZOO_DATA", "data")) / args.name
             info = builder.build(out)
             print(f"built {args.name} in {out}: {info.get('documents') or info.get('images') or info}")
-        elif args.data_command == "pack-images":
-            from .modalities.vision.pack import pack_images
-            counts = pack_images(args.sources, args.out, val_fraction=args.val_fraction, val_split=args.val_split)
-            print(f"packed {counts['train']} train / {counts[args.val_split]} {args.val_split} images into "
-                  f"{args.out}")
         else:
-            from .modalities.text.pack import pack_text
-            counts = pack_text(args.files, args.out, per=args.per, field=args.field, val_fraction=args.val_fraction)
-            print(f"packed {counts['train']} train / {counts['validation']} validation documents into {args.out}")
+            import dataclasses
+
+            from .registry import PACKERS
+            entry = PACKERS.get(args.data_command)
+            options = {f.name: getattr(args, f.name) for f in dataclasses.fields(entry.config)}
+            packer = PACKERS.build({"name": args.data_command, **options}, f"data {args.data_command}")
+            print(packer.pack(args.sources, args.out))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 A stream is one tower: embedding -> encoder -> [target embedding -> decoder]. Targets read every
 stream's output plus the batch and return a loss and metrics; the model sums the weighted losses.
+A target may drive a stream itself (`Target.driven_streams`): the model then leaves it to that target.
 This is the only module that knows the five slots.
 """
 
@@ -75,19 +76,39 @@ class PretrainModel(nn.Module):
                                       for name, s in spec["streams"].items()})
         self.targets = nn.ModuleDict({name: TARGETS.build(t, f"model.targets.{name}", streams=self.streams)
                                       for name, t in spec["targets"].items()})
+        self.driven = self._bind_driven_streams()
         self.apply(init_weights)
         for module in self.modules():
             if module is not self and hasattr(module, "init_weights"):
                 module.init_weights()          # component-specific init (fixed tables, special tokens)
 
+    def _bind_driven_streams(self) -> frozenset[str]:
+        """The streams targets run themselves (`Target.driven_streams`), checked; each target gets
+        `run_stream` (a plain attribute, not a submodule: the streams stay registered once, here)."""
+        driven = set()
+        for target_name, target in self.targets.items():
+            for name in target.driven_streams():
+                if name not in self.streams:
+                    hint = closest(name, self.streams)
+                    raise ConfigError(f"target 'model.targets.{target_name}' drives stream '{name}', but the model "
+                                      f"has no such stream" + (f"; did you mean '{hint}'?" if hint else "")
+                                      + f" The model's streams: {', '.join(self.streams)}")
+                driven.add(name)
+            target._run_stream = self.run_stream
+        return frozenset(driven)
+
+    def run_stream(self, name: str, batch: dict[str, Tensor]) -> StreamOutput:
+        """One stream on ``batch`` plus every target's `stream_head` on its output."""
+        out = self.streams[name](batch)
+        for target in self.targets.values():
+            head = target.stream_head(name, out)
+            if head is not None:
+                out.heads[target] = head
+        return out
+
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
-        outputs = {}
-        for name, stream in self.streams.items():
-            out = outputs[name] = stream(batch)
-            for target in self.targets.values():
-                head = target.stream_head(name, out)
-                if head is not None:
-                    out.heads[target] = head
+        # Streams a target drives run inside that target's forward, on the inputs it builds.
+        outputs = {name: self.run_stream(name, batch) for name in self.streams if name not in self.driven}
         loss: Tensor | float = 0.0
         metrics: dict[str, Tensor] = {}
         counts: dict[str, Tensor | int] = {}

@@ -32,6 +32,7 @@ class Entry:
     name: str
     cls: type
     config: type
+    module: str                      # where the component lives: `cls.__module__` (`modalzoo list` prints it)
 
     @property
     def summary(self) -> str:
@@ -55,7 +56,7 @@ class Registry:
                 cls.Config = cfg
             if "registered_name" not in vars(cls):
                 cls.registered_name = name
-            self._entries[name] = Entry(name, cls, cfg)
+            self._entries[name] = Entry(name, cls, cfg, cls.__module__)
             ConfigStore.instance().store(group=f"modalzoo/{self.kind}", name=name, node=hydra_schema(cfg))
             return cls
 
@@ -224,10 +225,11 @@ DATASETS = Registry("dataset")
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 SAMPLE_DATA = Registry("sample_data")
+PACKERS = Registry("packer")      # `modalzoo data NAME SOURCES --out DIR`: the user's own files -> shards
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (
     EMBEDDINGS, ENCODERS, TARGET_EMBEDDINGS, DECODERS, TARGETS, TOKENIZERS, DATASETS, OPTIMIZERS, SCHEDULERS,
-    SAMPLE_DATA)}
+    SAMPLE_DATA, PACKERS)}
 
 
 def registry_for(kind: str) -> Registry:

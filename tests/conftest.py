@@ -1,15 +1,60 @@
 """Shared fixtures: a small docstring corpus and the digits images, built once per session, and a
-tiny-recipe helper."""
+tiny-recipe helper; the session starts only on the torch family pyproject.toml pins."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+
+
+def torch_family_pins() -> dict[str, str]:
+    """The exact torch/torchvision/torchaudio versions pyproject.toml pins, e.g. {"torch": "2.14.1", ...}."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {}
+    for dep in deps:
+        name = re.match(r"[A-Za-z0-9._-]+", dep).group().lower()
+        if name in TORCH_FAMILY:
+            exact = re.fullmatch(r"[A-Za-z0-9._-]+==([\w.]+)", dep.replace(" ", ""))
+            if exact is None:
+                raise pytest.UsageError(f"pyproject.toml: {dep!r} must be an exact pin ({name}==X.Y.Z); "
+                                        "the torch family is ABI-tied")
+            pins[name] = exact.group(1)
+    return pins
+
+
+def torch_family_mismatch() -> str | None:
+    """One line naming installed and pinned versions if the installed torch family is not the pinned one."""
+    pins = torch_family_pins()
+    installed = {}
+    for name in TORCH_FAMILY:
+        try:
+            installed[name] = metadata.version(name).split("+")[0]  # 2.14.1+cpu is a build of 2.14.1
+        except metadata.PackageNotFoundError:
+            installed[name] = "missing"
+    if installed == pins:
+        return None
+    have = ", ".join(f"{n} {installed[n]}" for n in TORCH_FAMILY)
+    want = ", ".join(f"{n}=={pins.get(n, '?')}" for n in TORCH_FAMILY)
+    return (f"installed {have} but pyproject.toml pins {want} (ABI-tied: a mixed set fails to load); "
+            "reinstall with: make install")
+
+
+def pytest_sessionstart(session):
+    """Refuse to run on a torch family other than the pinned one, in one line instead of a traceback per test."""
+    if (problem := torch_family_mismatch()) is not None:
+        raise pytest.UsageError(problem)
+
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(2)
@@ -18,7 +63,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def text_sample(tmp_path_factory) -> Path:
     """A ~0.4 MB text-sample (real docstrings), built the way users build it."""
-    from modalzoo.datasets.samples import TextSample, TextSampleConfig
+    from modalzoo.modalities.text.samples import TextSample, TextSampleConfig
     out = tmp_path_factory.mktemp("data") / "text-sample"
     TextSample(TextSampleConfig(max_mb=0.4, docs_per_shard=100, val_fraction=0.1)).build(out)
     return out
@@ -27,7 +72,7 @@ def text_sample(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> Path:
     """scikit-learn's handwritten digits as image-text shards (1,437 train / 360 test), built once."""
-    from modalzoo.datasets.samples import Digits, DigitsConfig
+    from modalzoo.modalities.vision.samples import Digits, DigitsConfig
     out = tmp_path_factory.mktemp("data") / "digits"
     Digits(DigitsConfig()).build(out)
     return out

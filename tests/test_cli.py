@@ -92,6 +92,10 @@ def test_list_and_recipes():
     assert listed.returncode == 0
     for kind in ("embedding:", "encoder:", "target:", "tokenizer:", "dataset:", "optimizer:", "scheduler:"):
         assert kind in listed.stdout
+    lines = {line.split()[0]: line.split()[-1] for line in listed.stdout.splitlines() if line.startswith("  ")}
+    assert lines["transformer"] == "modalzoo.encoders.transformer"     # the module each component lives in
+    assert lines["mlm"] == "modalzoo.pretrain_tasks.mlm"
+    assert lines["code_dataflow"] == "modalzoo.modalities.code.embedding"
     recipes = run_cli("recipes").stdout.split()
     assert {"bert_mlm_tiny", "bert_base_mlm", "roberta_base_mlm"} <= set(recipes)
 

@@ -58,7 +58,7 @@ def exercise_image_text_dataset(kind, name, fixtures):
                                    "seq_len": 16, "augment": "light",
                                    "tokenizer": {"name": "bytelevel_bpe", "vocab_size": 300}})
     ctx = data.prepare(None)
-    assert len(ctx.extra["classes"]) == 10
+    assert len(ctx.get("classes")) == 10
     batch = next(iter(data.loader("train", 4, [], seed=0, train=True)))
     assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
     assert batch["input_ids"].shape == (4, 16) and batch["class_id"].shape == (4,)

@@ -2,7 +2,7 @@
 
 Options: pre/post norm, LayerNorm/RMSNorm, GELU/GELU-tanh/QuickGELU/ReLU/SwiGLU, dropout, optional
 cross-attention, RoPE (via cos/sin passed in) and any SDPA mask or additive bias (padding, causal,
-prefix, packed block-diagonal, per-sample, ALiBi).
+prefix, packed block-diagonal, per-sample, ALiBi, a per-sample per-head bias such as Graphormer's).
 """
 
 from __future__ import annotations
@@ -112,7 +112,10 @@ class Attention(nn.Module):
             q, k, v = self._heads(self.qkv(x), 3)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        if mask is not None and mask.dtype != torch.bool:
+        if mask is not None and mask.dtype != torch.bool:     # an additive bias, maybe one per head
+            if mask.dim() == 4 and mask.shape[1] not in (1, self.heads):
+                raise ValueError(f"an attention bias of shape {list(mask.shape)} has {mask.shape[1]} heads, but "
+                                 f"this block has {self.heads}: give [B, {self.heads}, L, L] or [B, 1, L, L]")
             mask = mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                              dropout_p=self.attn_dropout if self.training else 0.0)

@@ -1,7 +1,9 @@
 """One place that turns a sequence's mask ingredients into the mask SDPA takes.
 
 Convention everywhere: boolean, True = the query may attend to the key. Masks are [B, 1, Lq, Lk]
-(broadcast over heads) or [B, 1, 1, Lk] when only padding is involved (cheaper), or None.
+(broadcast over heads) or [B, 1, 1, Lk] when only padding is involved (cheaper), or None. With an
+additive bias (ALiBi, `Tokens.attn_bias`) the mask becomes a float [B, H or 1, Lq, Lk]: the bias, with
+-inf where the boolean mask says no.
 """
 
 from __future__ import annotations
@@ -16,8 +18,15 @@ def causal_mask(length: int, device: torch.device) -> Tensor:
     return torch.ones(length, length, dtype=torch.bool, device=device).tril()
 
 
-def build_attention_mask(tokens: Tokens, causal: bool = False, prefix: bool = False) -> tuple[Tensor | None, bool]:
+def build_attention_mask(tokens: Tokens, causal: bool = False, prefix: bool = False,
+                         bias: Tensor | None = None) -> tuple[Tensor | None, bool]:
     """Return ``(mask, is_causal)`` for `scaled_dot_product_attention`.
+
+    ``bias`` is the encoder's own additive bias (ALiBi, [B, H, L, L]); it is summed with the sequence's
+    ``tokens.attn_bias`` (Graphormer's per-sample, per-head bias) and the boolean mask is folded into the
+    sum as -inf. A per-sample bias always gets the full boolean mask, so every row keeps its diagonal
+    (the bias itself must be finite: hide keys with ``pad_mask`` / ``attn_mask``, not with -inf).
+    Without ``tokens.attn_bias`` the boolean mask and its fast paths are the bias-free ones, unchanged.
 
     ``is_causal`` is only True when causality is the whole story, so SDPA can take its fast path.
     That includes causal attention over right-padded rows (``tokens.right_padded``): every real token
@@ -27,9 +36,20 @@ def build_attention_mask(tokens: Tokens, causal: bool = False, prefix: bool = Fa
     [B, 1, L, L] mask per forward, which every layer keeps alive for backward (CLIP's text tower).
     """
     B, L = tokens.x.shape[:2]
+    if tokens.attn_bias is not None:
+        check_attn_bias(tokens.attn_bias, B, L)
+        bias = tokens.attn_bias if bias is None else bias + tokens.attn_bias
+    mask, is_causal = _boolean_mask(tokens, causal, prefix, full=tokens.attn_bias is not None)
+    if bias is None:
+        return mask, is_causal
+    return with_bias(mask, is_causal, bias, L), False
+
+
+def _boolean_mask(tokens: Tokens, causal: bool, prefix: bool, full: bool) -> tuple[Tensor | None, bool]:
+    B, L = tokens.x.shape[:2]
     device = tokens.x.device
     padding_needs_mask = tokens.pad_mask is not None and not tokens.right_padded
-    full_needed = (tokens.segment_ids is not None or tokens.attn_mask is not None
+    full_needed = (full or tokens.segment_ids is not None or tokens.attn_mask is not None
                    or (causal and padding_needs_mask) or prefix)
     if not full_needed:
         if causal:
@@ -59,6 +79,28 @@ def build_attention_mask(tokens: Tokens, causal: bool = False, prefix: bool = Fa
     return mask[:, None], False
 
 
+def check_attn_bias(bias: Tensor, batch: int, length: int) -> None:
+    """Shape and dtype only (no values: that would be a host sync); the heads are checked by the block."""
+    if not bias.is_floating_point() or bias.dim() != 4 or bias.shape[0] != batch or bias.shape[2:] != (length, length):
+        raise ValueError(f"tokens.attn_bias must be a float [B, H, L, L] or [B, 1, L, L] tensor with B={batch}, "
+                         f"L={length}; got {bias.dtype} {list(bias.shape)}")
+
+
+class RealPositions:
+    """``fn(batch) -> BoolTensor[B, L]``: the positions holding real tokens, ``batch[pad_key]`` (True = real)
+    or, without that key, every position of ``batch[ids_key]``. An embedding's default answer to which
+    positions a token-level target may mask or predict (`TokenEmbedding.maskable`); it runs in loader
+    workers, so it holds key names only, no module."""
+
+    def __init__(self, pad_key: str = "attention_mask", ids_key: str = "input_ids"):
+        self.pad_key, self.ids_key = pad_key, ids_key
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        if self.pad_key in batch:
+            return batch[self.pad_key].bool()
+        return torch.ones_like(batch[self.ids_key], dtype=torch.bool)
+
+
 def is_right_padded(pad_mask: Tensor) -> bool:
     """Whether every row of a [B, L] padding mask (True = real) is real tokens followed only by pads.
 
@@ -73,7 +115,7 @@ def key_padding_mask(tokens: Tokens) -> Tensor | None:
 
 
 def with_bias(mask: Tensor | None, is_causal: bool, bias: Tensor, length: int) -> Tensor:
-    """Fold a boolean mask (or causality) into an additive float bias, for ALiBi."""
+    """Fold a boolean mask (or causality) into an additive float bias (ALiBi, `Tokens.attn_bias`)."""
     if is_causal:
         mask = causal_mask(length, bias.device)[None, None]
     if mask is None:

@@ -12,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 from ..registry import DECODERS, ENCODERS
 from ..tokens import Tokens
 from .blocks import BlockConfig, TransformerBlock, make_norm
-from .masks import build_attention_mask, key_padding_mask, with_bias
+from .masks import build_attention_mask, key_padding_mask
 from .positions import Rotary, alibi_bias, alibi_slopes
 
 
@@ -62,13 +62,15 @@ class Transformer(nn.Module):
 
     def forward(self, tokens: Tokens, memory: Tokens | None = None) -> Tokens:
         cfg = self.cfg
-        mask, is_causal = build_attention_mask(tokens, causal=cfg.mask == "causal", prefix=cfg.mask == "prefix")
-        rope = self.rotary(self._positions(tokens)) if self.rotary is not None else None
+        alibi = None
         if cfg.positions == "alibi":
             # Only a fully causal stack may clamp the distance: a prefix-LM attends forward inside its
             # prefix, and those keys need the same |i - j| penalty as bidirectional ones.
-            bias = alibi_bias(self.alibi, self._positions(tokens), causal=cfg.mask == "causal")
-            mask, is_causal = with_bias(mask, is_causal, bias, tokens.x.shape[1]), False
+            alibi = alibi_bias(self.alibi, self._positions(tokens), causal=cfg.mask == "causal")
+        # One mask for every layer: booleans, ALiBi and the sequence's own attn_bias (Graphormer) folded once.
+        mask, is_causal = build_attention_mask(tokens, causal=cfg.mask == "causal", prefix=cfg.mask == "prefix",
+                                               bias=alibi)
+        rope = self.rotary(self._positions(tokens)) if self.rotary is not None else None
         context = context_mask = None
         if cfg.cross_attention:
             if memory is None:

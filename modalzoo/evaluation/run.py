@@ -1,78 +1,26 @@
 """`modalzoo eval RUN_DIR`: rebuild the run's model from its config and newest checkpoint, evaluate it
-on the validation split, run the reports its targets have, print a table and write eval.json."""
+on the validation split, run every report that applies to each target, print a table and write eval.json.
+
+Reports live with their modality (``modalities/<name>/reports.py``, each listing its ``REPORTS``) and are
+imported only here, through `components.modality_modules`. A `Report` decides for itself whether it fits
+a target of a run, from what the target's streams read and what the run's data offers: the image
+zero-shot report wants a contrastive target over one image and one text stream and class names, not
+merely a target called ``contrastive``.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from ..errors import ModalzooError
-from ..model import build_model
 from ..registry import DATASETS
-from ..training import checkpoint as ckpt
 from ..training.logging import read_metrics
-from ..training.trainer import evaluate, resolve_device
-
-REPORTS: dict[str, Callable] = {}
-
-
-def report(target_name: str):
-    """Register an extra report for runs whose model has a target of this registered name."""
-    def decorate(fn: Callable) -> Callable:
-        REPORTS[target_name] = fn
-        return fn
-    return decorate
-
-
-def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
-    if step is None:
-        path = ckpt.latest_checkpoint(run_dir)
-        if path is None:
-            raise ModalzooError(f"no complete checkpoint under {Path(run_dir) / 'checkpoints'}")
-        return path
-    path = ckpt.checkpoint_dir(run_dir) / f"{ckpt.PREFIX}{step:08d}"
-    if not (path / "meta.json").exists():
-        have = [p.name for p in ckpt.complete_checkpoints(run_dir)]
-        raise ModalzooError(f"no complete checkpoint for step {step} in {run_dir}; have {have}")
-    return path
-
-
-def run_config(run_dir: Path):
-    """A run's saved (resolved) recipe; a clear error if ``run_dir`` is not a run."""
-    from ..model import import_components
-    import_components()
-    config = Path(run_dir) / "config.yaml"
-    if not config.exists():
-        raise ModalzooError(f"{run_dir} is not a run directory (no config.yaml)")
-    return OmegaConf.load(config)
-
-
-def load_run_model(run_dir: Path, step: int | None = None, checkpoint: Path | None = None):
-    """``(cfg, model, checkpoint, step)``: a run's model with a checkpoint's weights (default: the newest
-    complete one; single-file or sharded), in eval mode on the CPU."""
-    cfg = run_config(run_dir)
-    checkpoint = checkpoint or find_checkpoint(Path(run_dir), step)
-    model = build_model(cfg)
-    ckpt.load_weights(model, checkpoint)
-    step = json.loads((Path(checkpoint) / "meta.json").read_text())["step"]
-    return cfg, model.eval(), checkpoint, step
-
-
-def consolidate_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
-    """One safetensors file (plus config and tokenizer) from a run's single or sharded checkpoint."""
-    import shutil
-
-    run_dir = Path(run_dir)
-    model = build_model(run_config(run_dir))
-    path = ckpt.consolidate(find_checkpoint(run_dir, step), model, out)
-    for name in ("config.yaml", "tokenizer.json"):
-        if (run_dir / name).exists():
-            shutil.copy(run_dir / name, Path(out) / name)
-    return path
+from ..training.metrics import evaluate
+from ..training.runs import load_run_model, resolve_device
 
 
 class LoadedRun:
@@ -92,6 +40,39 @@ class LoadedRun:
                                 seed=self.cfg.seed + 1, train=False)
 
 
+@dataclass(frozen=True)
+class Report:
+    """An extra evaluation of one target: ``run(run, target_name, batches)`` returns a dict with optional
+    ``summary`` (copied to eval.json's top level), ``lines`` (printed) and ``baseline`` (a table column)."""
+    name: str
+    applies: Callable[[LoadedRun, str], bool]       # (run, target name) -> does this report fit it?
+    run: Callable[[LoadedRun, str, int], dict]
+
+
+def all_reports() -> list[Report]:
+    """Every modality's reports, in `components.MODALITIES` order."""
+    from .. import components
+    return [report for module in components.modality_modules("reports") for report in module.REPORTS]
+
+
+def reports_for(run: LoadedRun, target_name: str) -> list[Report]:
+    return [report for report in all_reports() if report.applies(run, target_name)]
+
+
+def merge_reports(outputs: list[dict]) -> dict:
+    """Several reports' results for one target as one: summaries merged, lines concatenated."""
+    merged: dict = {}
+    for out in outputs:
+        for key, value in out.items():
+            if key == "summary":
+                merged.setdefault(key, {}).update(value)
+            elif key == "lines":
+                merged.setdefault(key, []).extend(value)
+            else:
+                merged[key] = value
+    return merged
+
+
 def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Callable = print) -> dict:
     run = LoadedRun(run_dir, device=device)
     torch.manual_seed(run.cfg.seed)
@@ -100,10 +81,10 @@ def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Ca
     before = [r for r in read_metrics(run.run_dir) if r["split"] == "val" and r["step"] == 0]
     if before:
         result["val_before_training"] = {k: v for k, v in before[0].items() if k not in ("step", "split")}
-    for name, target in run.model.targets.items():
-        fn = REPORTS.get(target.registered_name)
-        if fn is not None:
-            result[name] = fn(run, name, batches)
+    for name in run.model.targets:
+        outputs = [report.run(run, name, batches) for report in reports_for(run, name)]
+        if outputs:
+            result[name] = merge_reports(outputs)
             result.update(result[name].get("summary", {}))     # e.g. zero_shot_top1 at the top level
     (run.run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     echo(format_table(result))

@@ -10,22 +10,35 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
+from ..datasets.fields import DataContext
 from ..errors import ModalzooError
 from ..registry import DATASETS, TOKENIZERS, to_plain
-from . import architectures
-from .architectures import Architecture, Preprocessing
+from ..training.runs import load_run_model
+from . import architecture
+from .architecture import Architecture
 from .card import write_card
 
 TOLERANCE = 1e-4        # max |difference| between the zoo model and the exported one, fp32
 FIGURES = ("loss_curve.png", "zero_shot_confusion.png", "mae_reconstructions.png")
+
+
+@dataclass
+class Preprocessing:
+    """What the run's data path does to raw inputs, as the exporter needs it (from the run's data config)."""
+    tokenizer: object | None = None           # modalities.text.tokenizers.TextTokenizer
+    tokenizer_name: str | None = None         # registered name: wordpiece | bytelevel_bpe
+    seq_len: int | None = None
+    image_size: int | None = None
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -36,13 +49,15 @@ class RunForExport:
     checkpoint: Path
     step: int
     prep: Preprocessing
+    data_ctx: DataContext                     # what the dataset offers (class names and prompts for the card)
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> RunForExport:
     """A run's config, model with the chosen (default: newest) checkpoint's weights, and preprocessing."""
-    from ..evaluation.run import load_run_model
-    cfg, model, checkpoint, step = load_run_model(Path(run_dir), step)
-    return RunForExport(Path(run_dir), cfg, model, checkpoint, int(step), preprocessing(cfg, Path(run_dir)))
+    run_dir = Path(run_dir)
+    cfg, model, checkpoint, step = load_run_model(run_dir, step)
+    data_ctx = DATASETS.build(cfg.data, "data").context(run_dir) if cfg.get("data") else DataContext()
+    return RunForExport(run_dir, cfg, model, checkpoint, int(step), preprocessing(cfg, run_dir), data_ctx)
 
 
 def preprocessing(cfg: DictConfig, run_dir: Path) -> Preprocessing:
@@ -74,7 +89,7 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
     tmp.mkdir(parents=True)
     try:
         if format == "hf":
-            chosen = architectures.get(arch or architectures.detect(model_spec))
+            chosen = architecture.get(arch) if arch else architecture.detect(model_spec)
             verified = _write_hf(run, chosen, model_spec, stream, tmp)
             echo(f"verified against transformers.{chosen.model_class}: "
                  + ", ".join(f"max |Δ {k}| = {v:.2g}" for k, v in verified.items()))
@@ -84,7 +99,7 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
                                     "whole model")
             chosen, verified = None, {}
             _write_modalzoo(run, tmp)
-        _write_preprocessing(run.prep, chosen, tmp)
+        _write_preprocessing(run.data_ctx, chosen.preprocessing if chosen else _own_format_styles(run.prep), tmp)
         figures = [name for name in FIGURES if (run.run_dir / name).exists()]
         for name in figures:
             shutil.copy(run.run_dir / name, tmp / name)
@@ -110,17 +125,17 @@ def _write_hf(run: RunForExport, arch: Architecture, spec: dict, stream: str | N
     except ModalzooError as err:
         raise ModalzooError(f"--format hf cannot export this run as transformers.{arch.model_class}: {err}. "
                             f"--format modalzoo exports any run") from None
-    hf = architectures.hf_model(arch, kwargs)
+    hf = architecture.hf_model(arch, kwargs)
     result = hf.load_state_dict(arch.to_hf(run.model, spec, stream, kwargs), strict=False)
     if result.missing_keys or result.unexpected_keys:      # the mapping and the HF class disagree: a bug
         raise ModalzooError(f"{arch.model_class} does not take the mapped weights: missing "
                             f"{result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}")
-    extra = {"add_pooling_layer": False} if arch.name == "vit" else {}
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()        # one-shard writes and reads: bars are noise
     try:
         hf.save_pretrained(out)
-        loaded = getattr(transformers, arch.auto_class).from_pretrained(out, use_safetensors=True, **extra).eval()
+        loaded = getattr(transformers, arch.auto_class).from_pretrained(out, use_safetensors=True,
+                                                                        **arch.load_args).eval()
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()
@@ -145,16 +160,7 @@ def _write_modalzoo(run: RunForExport, out: Path) -> None:
     save_file(weights, out / "model.safetensors", metadata={"format": "modalzoo", "step": str(run.step)})
 
 
-def _write_preprocessing(prep: Preprocessing, arch: Architecture | None, out: Path) -> None:
-    from .preprocessing import write_image_processor, write_tokenizer_files
-    if arch is not None:
-        text_style = arch.text_style
-    elif prep.tokenizer_name == "wordpiece":
-        text_style = "bert"
-    else:     # RobertaTokenizer assumes RoBERTa's special-token ids; other layouts load tokenizer.json as it is
-        text_style = "roberta" if prep.tokenizer is not None and prep.tokenizer.pad_id == 1 else "clip"
-    if prep.tokenizer is not None and (arch is None or arch.text_style):
-        write_tokenizer_files(prep.tokenizer, out, model_max_length=prep.seq_len, style=text_style)
-    if prep.image_size and (arch is None or arch.images):
-        write_image_processor(out, prep.image_size, prep.mean, prep.std,
-                              style="clip" if arch is not None and arch.name == "clip" else "vit")
+def _write_preprocessing(run: RunForExport, styles: Mapping[str, str] | None, out: Path) -> None:
+    """The tokenizer and image-processor files in the architecture's styles (``{"text": ..., "image": ...}``;
+    a kind it does not name gets none); ``None`` (modalzoo format): each field's default files."""
+    run.data_ctx.write_files(out, None if styles is None else dict(styles))

@@ -19,10 +19,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import ModalzooError
-from . import architectures
+from . import architecture
 from .mapping import listed
 
-MODEL_TYPES = {"bert": "bert", "roberta": "roberta", "vit": "vit", "vit_mae": "vit_mae", "clip": "clip"}
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt"]
 
 
@@ -98,18 +97,21 @@ def import_hf(model: nn.Module, spec: dict, source: str, ignore: Sequence[str] =
     if not config_file.exists():
         raise ModalzooError(f"{path} has no config.json: not a transformers checkpoint")
     model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type not in MODEL_TYPES:
+    arch = architecture.by_model_type(model_type)
+    if arch is None:
+        have = ", ".join(a.model_type for a in architecture.architectures().values())
         raise ModalzooError(f"init_from: model_type {model_type!r} in {config_file} has no zoo mapping "
-                            f"(have {', '.join(MODEL_TYPES)})")
-    arch = architectures.get(MODEL_TYPES[model_type])
-    if arch.whole_model and architectures.detect(spec) != arch.name:
-        raise ModalzooError(f"init_from: {path} is a {arch.model_class} checkpoint but the recipe's model is "
-                            f"a '{architectures.detect(spec)}' model")
+                            f"(have {have})")
+    if arch.whole_model:
+        found = architecture.find(spec)
+        if found is not arch:
+            kind = f"a '{found.name}' model" if found else "no model transformers has"
+            raise ModalzooError(f"init_from: {path} is a {arch.model_class} checkpoint but the recipe's model is "
+                                f"{kind}")
     _check_tokenizer(path, tokenizer)
-    extra = {"add_pooling_layer": False} if arch.name == "vit" else {}
     try:
         hf, info = getattr(transformers, arch.model_class).from_pretrained(
-            path, use_safetensors=True, output_loading_info=True, **extra)
+            path, use_safetensors=True, output_loading_info=True, **arch.load_args)
     except OSError as err:
         raise ModalzooError(f"init_from: cannot load {path} as {arch.model_class} from safetensors ({err}); "
                             f"modalzoo never loads pickled .bin weights") from None

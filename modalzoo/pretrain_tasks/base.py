@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from torch import Tensor, nn
 
+from ..datasets.fields import DataContext
+from ..errors import ModalzooError
 from ..tokens import Tokens
 
 
@@ -31,13 +32,6 @@ class StreamOutput:
     heads: dict = field(default_factory=dict)   # target -> what its `stream_head` made of this stream
 
 
-@dataclass
-class DataContext:
-    """What a task's batch transform may need from the data side (built once, sent to loader workers)."""
-    tokenizer: Any = None
-    extra: dict = field(default_factory=dict)
-
-
 class Target(nn.Module):
     """Base for registered targets: ``forward(outputs, batch) -> TaskOutput``."""
 
@@ -59,6 +53,25 @@ class Target(nn.Module):
         the result is ``output.heads[self]``. Autograd then runs its backward right before that stream's
         own, so its gradients are not held while the other streams backpropagate (lower peak memory)."""
         return None
+
+    def driven_streams(self) -> tuple[str, ...]:
+        """Streams this target runs itself, on inputs it builds (ELECTRA: the discriminator reads the
+        generator's samples). The model does not run them on the raw batch, so they are not in ``outputs``;
+        ``forward`` calls ``self.run_stream(name, inputs)``. They stay ordinary streams of the model: FSDP
+        units, weight-decay groups and checkpoints see them. Sampling on the way must draw from torch's
+        global RNG (checkpoints save it per rank) or from a seed the batch transform put in the batch, so
+        that a resumed run samples the same."""
+        return ()
+
+    def run_stream(self, name: str, batch: dict[str, Tensor]) -> StreamOutput:
+        """Run stream ``name`` (one of `driven_streams`) on ``batch``, with every target's `stream_head`."""
+        if name not in self.driven_streams():
+            raise ModalzooError(f"{type(self).__name__} runs stream '{name}' without driving it; list it in "
+                                f"driven_streams() (it drives {list(self.driven_streams())})")
+        run = self.__dict__.get("_run_stream")       # the owning PretrainModel's, bound when it was built
+        if run is None:
+            raise ModalzooError(f"{type(self).__name__} can run streams only as a target of a PretrainModel")
+        return run(name, batch)
 
     def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:
         raise NotImplementedError

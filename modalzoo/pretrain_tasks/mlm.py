@@ -3,15 +3,18 @@ and a prediction head that runs only on the masked positions, tied to the token 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..datasets.fields import DataContext
 from ..encoders.blocks import ACTIVATIONS, make_norm
+from ..encoders.masks import RealPositions
 from ..registry import TARGETS
-from .base import DataContext, StreamOutput, Target, TargetConfig, TaskOutput
+from .base import StreamOutput, Target, TargetConfig, TaskOutput
 
 IGNORE = -100
 
@@ -38,11 +41,15 @@ class MLMConfig(TargetConfig):
 class MLMMasking:
     """Picks tokens to predict and corrupts them; runs in loader workers.
 
-    The generator is seeded per batch by the data stream, so a resumed run masks exactly as before.
+    Candidates are the positions the stream's embedding calls maskable (``maskable(batch)``: real tokens,
+    for GraphCodeBERT code tokens only) that are not special tokens. The generator is seeded per batch by
+    the data stream, so a resumed run masks exactly as before.
     """
 
-    def __init__(self, cfg: MLMConfig, mask_id: int, vocab_size: int, special_ids: list[int]):
+    def __init__(self, cfg: MLMConfig, mask_id: int, vocab_size: int, special_ids: list[int],
+                 maskable: Callable[[dict[str, Tensor]], Tensor] | None = None):
         self.cfg, self.mask_id, self.vocab_size = cfg, mask_id, vocab_size
+        self.maskable = maskable or RealPositions()
         self.special_ids = torch.tensor(special_ids)
         self.random_low = max(special_ids) + 1     # random replacements are never special tokens
 
@@ -50,8 +57,7 @@ class MLMMasking:
         ids = batch["input_ids"]
         g = generator
         candidates = ~torch.isin(ids, self.special_ids)
-        if "attention_mask" in batch:
-            candidates &= batch["attention_mask"].bool()
+        candidates &= self.maskable(batch)
         if self.cfg.whole_word and "word_ids" in batch:
             word_ids = batch["word_ids"]
             draw = torch.rand(ids.shape[0], int(word_ids.max()) + 2, generator=g)
@@ -81,6 +87,8 @@ class MaskedLM(Target):
             raise ValueError(f"mlm reads stream '{cfg.stream}', but the model has {list(streams)}")
         embedding = streams[cfg.stream].embedding
         vocab, dim = embedding.output_weight.shape
+        # Asked once here: the answer is a picklable function of the batch, sent to loader workers.
+        self.maskable = embedding.maskable() if hasattr(embedding, "maskable") else RealPositions()
         self.dense = nn.Linear(dim, dim)
         self.act = ACTIVATIONS[cfg.head_activation]()
         self.norm = make_norm(cfg.head_norm, dim, cfg.head_norm_eps)
@@ -89,7 +97,7 @@ class MaskedLM(Target):
 
     def batch_transform(self, data: DataContext) -> MLMMasking:
         tok = data.tokenizer
-        return MLMMasking(self.cfg, tok.mask_id, tok.vocab_size, tok.special_ids)
+        return MLMMasking(self.cfg, tok.mask_id, tok.vocab_size, tok.special_ids, self.maskable)
 
     def logits(self, hidden: Tensor, output: StreamOutput) -> Tensor:
         weight = output.stream.embedding.output_weight if self.decoder is None else self.decoder.weight

@@ -7,15 +7,12 @@ same sample stream and, on CPU, reaches bitwise the same weights as an uninterru
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import math
 import random
 import signal
 import sys
 import time
-from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
@@ -30,15 +27,7 @@ from ..registry import DATASETS, OPTIMIZERS, SCHEDULERS
 from . import checkpoint as ckpt
 from . import distributed as pdist
 from .logging import MetricsLog, plot_loss_curve
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModalzooError(f"trainer.device={name} but no CUDA device is visible")
-    return device
+from .metrics import MetricMeter, autocast, evaluate, to_device
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -48,63 +37,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
 def default_run_dir(cfg: DictConfig) -> Path:
     return Path("runs") / (cfg.recipe or "run") / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-class MetricMeter:
-    """Averages metrics over steps, each weighted by its target's number of predictions."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = defaultdict(float)
-        self.weights: dict[str, float] = defaultdict(float)
-
-    def add(self, metrics: dict[str, torch.Tensor], counts: dict[str, int], loss: float) -> None:
-        self.sums["loss"] += loss
-        self.weights["loss"] += 1
-        for key, value in metrics.items():
-            w = float(counts.get(key.split("/")[0], 1))
-            self.sums[key] += float(value) * w
-            self.weights[key] += w
-
-    def result(self) -> dict[str, float]:
-        return {k: self.sums[k] / self.weights[k] for k in self.sums if self.weights[k] > 0}
-
-    def reduce(self, env: pdist.DistEnv) -> dict[str, float]:
-        """The average over all ranks (keys are the same on every rank)."""
-        if not env.distributed:
-            return self.result()
-        keys = sorted(self.sums)
-        t = torch.tensor([[self.sums[k], self.weights[k]] for k in keys], dtype=torch.float64, device=env.device)
-        dist.all_reduce(t)
-        return {k: float(s / w) for k, (s, w) in zip(keys, t.tolist()) if w > 0}
-
-
-@torch.no_grad()
-def evaluate(model, loader, device: torch.device, precision: str, max_batches: int, forward=None) -> dict:
-    """Average metrics over ``max_batches`` of ``loader``; ``forward`` is the (wrapped) module to call."""
-    forward = model if forward is None else forward
-    was_training = model.training
-    model.eval()
-    meter = MetricMeter()
-    for batch in itertools.islice(loader, max_batches):
-        batch.pop("_skipped", None)
-        batch = to_device(batch, device)
-        with autocast(device, precision):
-            out = forward(batch)
-        meter.add(out.metrics, {k: int(v) for k, v in out.counts.items()}, float(out.loss))
-    model.train(was_training)
-    return meter.result()
 
 
 class Trainer:

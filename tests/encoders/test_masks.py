@@ -1,6 +1,7 @@
 """Masks: `build_attention_mask` itself, and what it must guarantee end to end through a Transformer stack.
 
-Padding, packing, causality, prefix-LM and per-sample masks are checked by their observable contract:
+Padding, packing, causality, prefix-LM, per-sample masks and additive biases are checked by their observable
+contract (the bias also against an explicit softmax):
 a token that must not be seen has no influence on the outputs that must not see it.
 """
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from modalzoo.encoders.masks import build_attention_mask, causal_mask, is_right_padded, key_padding_mask, with_bias
+from modalzoo.encoders.positions import alibi_bias, alibi_slopes
 from modalzoo.encoders.transformer import Transformer, TransformerConfig
 from modalzoo.tokens import Tokens
 
@@ -442,3 +444,150 @@ def test_self_only_mask_stays_finite_and_is_tokenwise(positions):
     # each token only sees itself, so it equals running it as a length-1 sequence
     with torch.no_grad():
         close(out.detach()[:, 3:4], run(model, x.detach()[:, 3:4]))
+
+
+# --------------------------------------------------------------------------------------------------
+# A per-sample, per-head additive bias (Tokens.attn_bias: Graphormer's spatial and edge biases)
+# --------------------------------------------------------------------------------------------------
+
+def explicit_attention(attn, x, additive):
+    """softmax(Q K^T / sqrt(d) + additive) V by hand, with the module's own weights."""
+    B, L, _ = x.shape
+    q, k, v = (t.reshape(B, L, attn.heads, attn.head_dim).transpose(1, 2) for t in attn.qkv(x).chunk(3, dim=-1))
+    scores = q @ k.transpose(-1, -2) / attn.head_dim ** 0.5 + additive
+    return attn.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(B, L, -1))
+
+
+BIAS_CASES = ["bias only", "padding", "right padding", "packing", "packing+padding", "per-sample", "prefix"]
+
+
+def bias_case(case, causal, heads, B=2, L=10, seed=0):
+    """Tokens with an attn_bias plus one combination of the other ingredients, and the mask written out
+    by hand from those ingredients (True = may attend), independently of `build_attention_mask`."""
+    x, bias = rand(B, L, DIM, seed=seed), rand(B, heads, L, L, seed=seed + 1)
+    lengths = torch.tensor([L, L - 3])
+    pad = torch.arange(L)[None] < lengths[:, None]
+    seg = (torch.arange(L) >= 4).long().expand(B, L)
+    fields = {"attn_bias": bias}
+    allowed = torch.ones(B, L, L, dtype=torch.bool)
+    if case in ("padding", "right padding", "packing+padding"):
+        fields |= {"pad_mask": pad, "right_padded": case == "right padding"}
+        allowed &= pad[:, None, :]
+    if case.startswith("packing"):
+        fields["segment_ids"] = seg
+        allowed &= seg[:, :, None] == seg[:, None, :]
+    if case == "per-sample":
+        fields["attn_mask"] = random_masks(B, L, seed=seed + 2)
+        allowed &= fields["attn_mask"]
+    tri = torch.ones(L, L, dtype=torch.bool).tril()
+    if case == "prefix":
+        fields["prefix_len"] = torch.tensor([3, 6])
+        in_prefix = torch.arange(L)[None] < fields["prefix_len"][:, None]
+        allowed &= tri | (in_prefix[:, :, None] & in_prefix[:, None, :])
+    elif causal:
+        allowed &= tri
+    allowed |= torch.eye(L, dtype=torch.bool)              # a token may see itself: no empty row
+    return Tokens(x=x, **fields), allowed[:, None]
+
+
+def additive_by_hand(bias, allowed):
+    return bias + torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
+
+
+def attention_inputs_outputs(model, tokens):
+    """Each layer's attention input and output, captured from a real forward of the stack."""
+    seen = []
+    hooks = [b.attn.register_forward_hook(lambda m, i, o: seen.append((m, i[0], o))) for b in model.blocks]
+    with torch.no_grad():
+        model(tokens)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("positions", ["none", "alibi"])
+@pytest.mark.parametrize("heads", [HEADS, 1])
+@pytest.mark.parametrize("case,causal", [(c, causal) for c in BIAS_CASES for causal in (False, True)
+                                         if not (c == "prefix" and causal)])     # prefix: its own mask kind
+def test_attn_bias_matches_explicit_softmax(case, causal, heads, positions):
+    """Every layer of the stack computes softmax(QK^T/sqrt(d) + bias + mask) V, the mask written by hand."""
+    mask = "prefix" if case == "prefix" else "causal" if causal else "bidirectional"
+    model = make(mask, positions, layers=2)
+    tokens, allowed = bias_case(case, causal, heads)
+    additive = additive_by_hand(tokens.attn_bias, allowed)
+    if positions == "alibi":
+        pos = torch.arange(tokens.x.shape[1]).expand(tokens.x.shape[:2])
+        additive = additive + alibi_bias(alibi_slopes(HEADS), pos, causal=mask == "causal")
+    layers = attention_inputs_outputs(model, tokens)
+    assert len(layers) == 2
+    for attn, x, got in layers:
+        with torch.no_grad():
+            close(got, explicit_attention(attn, x, additive))
+        assert torch.isfinite(got).all()
+
+
+def test_attn_bias_changes_the_output():
+    """Sanity check that the comparison above can fail: the bias is really added."""
+    model = make()
+    tokens, _ = bias_case("padding", False, HEADS)
+    with_b, without = run(model, **vars(tokens)), run(model, **vars(tokens.replace(attn_bias=None)))
+    assert (with_b - without).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("heads", [HEADS, 1])
+@pytest.mark.parametrize("case", ["packing+padding", "per-sample"])
+def test_gradients_flow_into_the_bias(case, heads):
+    """d loss / d attn_bias through SDPA equals the explicit softmax's, and is zero where a key is masked."""
+    model = make(layers=1).train()
+    tokens, allowed = bias_case(case, True, heads)
+    attn = model.blocks[0].attn
+    x = model.blocks[0].norm1(tokens.x).detach()
+    grads = []
+    for use_sdpa in (True, False):
+        bias = tokens.attn_bias.clone().requires_grad_()
+        if use_sdpa:
+            mask, is_causal = build_attention_mask(tokens.replace(attn_bias=bias), causal=True)
+            out = attn(x, mask, is_causal)
+        else:
+            out = explicit_attention(attn, x, additive_by_hand(bias, allowed))
+        (out * rand(*out.shape, seed=11)).sum().backward()
+        grads.append(bias.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=0)
+    assert grads[0].shape == tokens.attn_bias.shape
+    assert torch.count_nonzero(grads[0].expand(-1, -1, *allowed.shape[2:])[~allowed.expand_as(grads[0])]) == 0
+    assert torch.count_nonzero(grads[0]) > 0
+
+
+def test_attn_bias_gets_the_full_mask_and_keeps_every_row_finite():
+    """Padding alone normally makes a [B,1,1,L] key mask; with a bias the mask is the full [B,H,L,L], with the
+    diagonal kept, so even a fully padded row (and its gradients) stays finite."""
+    L = 6
+    pad = torch.zeros(2, L, dtype=torch.bool)
+    pad[0, :3] = True                                     # sample 1 is entirely padding
+    bias = rand(2, HEADS, L, L)
+    mask, is_causal = build_attention_mask(Tokens(x=torch.zeros(2, L, 4), pad_mask=pad, attn_bias=bias))
+    assert not is_causal and mask.shape == (2, HEADS, L, L) and mask.is_floating_point()
+    assert torch.equal(mask.diagonal(dim1=-2, dim2=-1), bias.diagonal(dim1=-2, dim2=-1))
+    for how in ({"causal": True}, {}):
+        fast = build_attention_mask(Tokens(x=torch.zeros(2, L, 4), pad_mask=pad, right_padded=True, attn_bias=bias),
+                                    **how)
+        assert fast[0].shape == (2, HEADS, L, L) and not fast[1]      # no is_causal shortcut that hides pads
+    model = make("causal").train()
+    x = rand(2, L, DIM).requires_grad_()
+    b = bias.clone().requires_grad_()
+    out = model(Tokens(x=x, pad_mask=pad, attn_bias=b)).x
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all() and torch.isfinite(b.grad).all()
+
+
+def test_attn_bias_with_the_wrong_heads_is_a_clear_error():
+    model = make()
+    with pytest.raises(ValueError, match=r"has 3 heads, but this block has 4: give \[B, 4, L, L\] or \[B, 1, L, L\]"):
+        model(Tokens(x=rand(2, 5, DIM), attn_bias=rand(2, 3, 5, 5)))
+
+
+@pytest.mark.parametrize("bias", [rand(2, 5, 5), rand(1, HEADS, 5, 5), rand(2, HEADS, 5, 4),
+                                  torch.zeros(2, HEADS, 5, 5, dtype=torch.long)])
+def test_attn_bias_of_the_wrong_shape_or_dtype_is_a_clear_error(bias):
+    with pytest.raises(ValueError, match=r"tokens.attn_bias must be a float \[B, H, L, L\].*B=2, L=5"):
+        build_attention_mask(Tokens(x=torch.zeros(2, 5, 4), attn_bias=bias))

@@ -22,7 +22,8 @@ import modalzoo
 from modalzoo import ModalzooError
 from modalzoo.hub import export as export_mod
 from modalzoo.hub.pretrained import import_hf
-from modalzoo.modalities.vision.dataset import decode_image, encode_texts
+from modalzoo.modalities.text.fields import encode_texts
+from modalzoo.modalities.vision.fields import decode_image
 from modalzoo.registry import TOKENIZERS
 from modalzoo.training import checkpoint as ckpt
 from tiny_models import perturbed
@@ -61,10 +62,13 @@ RECIPES = {
 }
 
 
-def fake_run(root: Path, arch: str, extra=(), sharded: bool = False) -> Path:
+def fake_run(root: Path, arch: str, extra=(), sharded: bool = False, edit=None) -> Path:
+    """``edit``: a function of the resolved recipe (plain dict) returning the recipe to use instead."""
     recipe, overrides = RECIPES[arch]
     run_dir = root / f"run-{arch}"
     cfg = modalzoo.load_recipe(recipe, [*overrides, *extra, f"run_dir={run_dir}"])
+    if edit is not None:
+        cfg = OmegaConf.create(edit(OmegaConf.to_container(cfg, resolve=True)))
     run_dir.mkdir(parents=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     if cfg.data.get("tokenizer"):
@@ -248,6 +252,33 @@ def test_mae_export_and_its_encoder_as_vit(tmp_path):
                                                                   "streams.image.encoder."))]
     check_import_back(vit_out, cfg, zoo.state_dict(), exact_keys=encoder_keys)
     run_card_snippet(vit_out, tmp_path)
+
+
+def text_pair(recipe: dict) -> dict:
+    """The CLIP recipe with its image tower replaced by a second text tower (docstrings and code, say)."""
+    streams = recipe["model"]["streams"]
+    image = streams.pop("image")
+    streams["code"] = {"embedding": {**streams["text"]["embedding"], "prefix": "code_"},
+                       "encoder": {**image["encoder"], "mask": "bidirectional"}}
+    recipe["model"]["targets"]["clip"].update(streams=["text", "code"], pooling=["last", "mean"])
+    return recipe
+
+
+def test_a_contrastive_model_over_two_text_streams_is_not_clip(tmp_path):
+    from modalzoo.hub.card import _pipeline_of
+    run_dir = fake_run(tmp_path, "clip", edit=text_pair)
+    with pytest.raises(ModalzooError, match=r"no transformers architecture matches .*'code': 'token'.*clip needs "
+                                            r"one contrastive target over one `patch` \(image\) and one `token`"):
+        export_mod.export_run(run_dir, tmp_path / "hf", echo=lambda _: None)
+    with pytest.raises(ModalzooError, match=r"one image \(patch\) and one text \(token\) stream; got "
+                                            r"\{'text': 'token', 'code': 'token'\}"):
+        export_mod.export_run(run_dir, tmp_path / "hf", arch="clip", echo=lambda _: None)
+    assert not (tmp_path / "hf").exists()
+    out = export_mod.export_run(run_dir, tmp_path / "zoo", format="modalzoo", echo=lambda _: None)
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: feature-extraction" in card and "zero-shot-image-classification" not in card
+    clip = OmegaConf.load(fake_run(tmp_path / "clip", "clip") / "config.yaml")
+    assert _pipeline_of(clip) == "zero-shot-image-classification"      # image + text: CLIP's tag
 
 
 # ----------------------------------------------------------------------------------------------- modalzoo format

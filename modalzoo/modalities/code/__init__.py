@@ -1,0 +1,3 @@
+"""Code: the `code_dataflow` embedding (GraphCodeBERT)."""
+
+from . import embedding  # noqa: F401  (registering modules)

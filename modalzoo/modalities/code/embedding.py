@@ -21,6 +21,17 @@ from ..text.embedding import TokenEmbedding, TokenEmbeddingConfig
 NODE, PAD = 0, 1
 
 
+class CodeTokens:
+    """``fn(batch) -> BoolTensor[B, L]``: the code tokens (``position_idx >= 2``), neither data-flow nodes nor
+    padding. What MLM may mask in GraphCodeBERT's input; picklable (a key name, no module)."""
+
+    def __init__(self, position_key: str = "position_idx"):
+        self.position_key = position_key
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch[self.position_key].gt(PAD)
+
+
 @dataclass
 class CodeDataFlowConfig(TokenEmbeddingConfig):
     max_positions: int = 512
@@ -34,6 +45,11 @@ class CodeDataFlowEmbedding(TokenEmbedding):
     """GraphCodeBERT's input: code tokens + data-flow nodes, with a per-sample graph-guided mask."""
 
     Config = CodeDataFlowConfig
+
+    def maskable(self) -> CodeTokens:
+        """Only code tokens may be masked: a data-flow node's input is the mean of its code tokens' vectors,
+        so masking its id would predict nothing; padding is never a target."""
+        return CodeTokens(self.cfg.prefix + "position_idx")
 
     def forward(self, batch: dict[str, Tensor]) -> Tokens:
         p = self.cfg.prefix

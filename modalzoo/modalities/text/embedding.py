@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ...encoders.blocks import make_norm
-from ...encoders.masks import is_right_padded
+from ...encoders.masks import RealPositions, is_right_padded
 from ...encoders.positions import AbsolutePositions
 from ...errors import ModalzooError
 from ...registry import EMBEDDINGS, TARGET_EMBEDDINGS
@@ -54,6 +54,13 @@ class TokenEmbedding(nn.Module):
     def output_weight(self) -> Tensor:
         """The matrix an output head ties to (MLM/LM decoders)."""
         return self.word.weight
+
+    def maskable(self) -> RealPositions:
+        """A picklable ``fn(batch) -> BoolTensor[B, L]``: where a token-level target (MLM) may mask or
+        predict. Here every real token of this stream (its own, prefixed padding mask); the target still
+        leaves special tokens alone."""
+        p = self.cfg.prefix
+        return RealPositions(p + "attention_mask", p + "input_ids")
 
     def forward(self, batch: dict[str, Tensor]) -> Tokens:
         p = self.cfg.prefix

@@ -1,4 +1,7 @@
-"""MLM reports: the unigram-frequency baseline, and masks filled in held-out sentences."""
+"""MLM reports: the unigram-frequency baseline, and masks filled in held-out sentences.
+
+They apply to an `mlm` target over a plain `token` stream (fill-mask feeds ids and a padding mask only;
+GraphCodeBERT's `code_dataflow` needs its graph inputs) of a run whose data has a tokenizer and texts."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import re
 
 import torch
 
-from ...evaluation.run import LoadedRun, report
+from ...evaluation.run import LoadedRun, Report
 from ...pretrain_tasks.mlm import IGNORE
 
 
@@ -61,8 +64,10 @@ def fill_masks(run: LoadedRun, target_name: str, sentences: list[str], seed: int
         for p in positions:
             masked[p] = tok.mask_id
         input_ids = torch.tensor([masked], device=run.device)
-        batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids, dtype=torch.bool)}
         stream = run.model.streams[target.cfg.stream]
+        prefix = stream.embedding.cfg.prefix
+        batch = {prefix + "input_ids": input_ids,
+                 prefix + "attention_mask": torch.ones_like(input_ids, dtype=torch.bool)}
         out = stream(batch)
         logits = target.logits(out.hidden.x[0, positions], out)
         predicted = logits.argmax(-1).tolist()
@@ -76,7 +81,15 @@ def fill_masks(run: LoadedRun, target_name: str, sentences: list[str], seed: int
     return filled
 
 
-@report("mlm")
+def mlm_applies(run: LoadedRun, target_name: str) -> bool:
+    target = run.model.targets[target_name]
+    if target.registered_name != "mlm":
+        return False
+    stream = run.model.streams[target.cfg.stream]
+    return (stream.embedding.registered_name == "token" and run.data_ctx.tokenizer is not None
+            and hasattr(run.data, "texts"))
+
+
 def mlm_report(run: LoadedRun, target_name: str, batches: int) -> dict:
     baseline = unigram_baseline(run, batches)
     examples = fill_masks(run, target_name, held_out_sentences(run, 5), seed=run.cfg.seed)
@@ -90,3 +103,6 @@ def mlm_report(run: LoadedRun, target_name: str, batches: int) -> dict:
     return {"baseline": {"label": "unigram baseline",
                          "metrics": {metric_names[k]: v for k, v in baseline.items()}},
             "fill_masks": examples, "lines": lines}
+
+
+REPORTS = [Report("mlm fill-mask and unigram baseline", mlm_applies, mlm_report)]

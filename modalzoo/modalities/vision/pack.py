@@ -21,13 +21,12 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm import tqdm
 
 from ...datasets.shards import ShardWriter
 from ...errors import ModalzooError
+from ...registry import PACKERS
 
 IMAGE_SUFFIXES = {".jpg": "jpg", ".jpeg": "jpeg", ".png": "png"}
 CAPTION_TEMPLATE = "a photo of a {}."
@@ -152,7 +151,13 @@ def jsonl_items(listing: Path, classes: ClassNames) -> Iterator[Item]:
 
 def pack_images(sources: Iterable[str | Path], out: str | Path, val_fraction: float = 0.0,
                 val_split: str = "test", images_per_shard: int = 1000) -> dict[str, int]:
-    """Pack image folders and .csv/.jsonl listings into ``out/train`` and ``out/<val_split>`` shards."""
+    """Pack image folders and .csv/.jsonl listings into ``out/train`` and ``out/<val_split>`` shards.
+
+    Images stay one tar member each (``KEY.jpg`` beside ``KEY.txt``/``KEY.cls``): their bytes are stored as
+    they are, already compressed, so a member's 512-byte header is little beside a photo, and the shards
+    keep webdataset's own layout that other image tools read."""
+    from tqdm import tqdm
+
     sources, out = [Path(s) for s in sources], Path(out)
     if not 0 <= val_fraction < 1:
         raise ModalzooError(f"--val-fraction must be in [0, 1), got {val_fraction}")
@@ -210,3 +215,31 @@ def pack_images(sources: Iterable[str | Path], out: str | Path, val_fraction: fl
                                                "sources": [str(s) for s in sources],
                                                "classes": len(classes.names)}, indent=2))
     return counts
+
+
+@dataclass
+class PackImagesConfig:
+    """The `data pack-images` flags (metadata "help": their help)."""
+    val_fraction: float = field(default=0.0, metadata={"help": "images routed to the validation split"})
+    val_split: str = field(default="test", metadata={"help": "the validation split's folder name (default: test, "
+                                                             "the image_text dataset's default val_split)"})
+
+
+@PACKERS.register("pack-images")
+class PackImages:
+    """Pack images into webdataset image-text shards (for the image_text dataset), streaming, storing each
+    image's bytes as they are. SRC is an image folder (ROOT/CLASS/*.jpg|png: class ids in sorted folder
+    order, captions 'a photo of a CLASS.') or a .csv/.jsonl listing with path,caption[,class] columns (paths
+    relative to the listing)."""
+
+    Config = PackImagesConfig
+    inputs = "SRC"
+    example = "modalzoo data pack-images photos/ captions.csv --out data/my-images --val-fraction 0.05"
+
+    def __init__(self, cfg: PackImagesConfig):
+        self.cfg = cfg
+
+    def pack(self, sources: list[Path], out: Path) -> str:
+        split = self.cfg.val_split
+        counts = pack_images(sources, out, val_fraction=self.cfg.val_fraction, val_split=split)
+        return f"packed {counts['train']} train / {counts[split]} {split} images into {out}"

@@ -1,5 +1,9 @@
 """Vision reports: zero-shot classification (contrastive image-text models), a linear probe on frozen
-features beside the same probe on a randomly initialised encoder, and MAE reconstruction grids."""
+features beside the same probe on a randomly initialised encoder, and MAE reconstruction grids.
+
+Each applies to a target by what its streams read (an image stream: a `patch` or `pixels` embedding;
+a text stream: a `token` embedding) and what the data offers (class names), so a contrastive model over
+two text streams, or text and code, gets none of them."""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...evaluation.run import LoadedRun, report
+from ...evaluation.run import LoadedRun, Report
 from ...model import build_model
 from ...pretrain_tasks.contrastive import pool
+from ..text.fields import encode_texts
 from .mae import patchify
 
 matplotlib.use("Agg")
@@ -21,17 +26,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 MAX_BATCHES = 1000
 
 
-def vision_streams(model) -> list[str]:
-    return [name for name, s in model.streams.items() if s.embedding.registered_name in ("patch", "pixels")]
+IMAGE_EMBEDDINGS = ("patch", "pixels")        # this modality's embeddings that read images
+
+
+def target_streams(target) -> list[str]:
+    """The streams a target reads (contrastive: two; mlm/mae: one)."""
+    return list(target.cfg.streams) if hasattr(target.cfg, "streams") else [target.cfg.stream]
+
+
+def image_streams(run: LoadedRun, target_name: str) -> list[str]:
+    return [name for name in target_streams(run.model.targets[target_name])
+            if run.model.streams[name].embedding.registered_name in IMAGE_EMBEDDINGS]
+
+
+def class_names(run: LoadedRun) -> list[str]:
+    return list(run.data_ctx.get("classes") or [])
 
 
 def _pooling(stream) -> str:
     return "cls" if getattr(getattr(stream.embedding, "cfg", None), "cls_token", False) else "mean"
-
-
-def class_names(run: LoadedRun) -> list[str]:
-    extra = run.data_ctx.extra
-    return list(extra.get("classes") or extra.get("class_names") or [])
 
 
 @torch.no_grad()
@@ -45,7 +58,7 @@ def features(model, stream_name: str, loader, device, max_batches: int = MAX_BAT
     try:
         for batch in itertools.islice(loader, max_batches):
             pixels = batch["pixel_values"].to(device)
-            hidden = stream.encoder(stream.embedding({"pixel_values": pixels}))
+            hidden = stream.encoder(stream.embedding({stream.embedding.cfg.key: pixels}))
             feats.append(pool(hidden, _pooling(stream)).float().cpu())
             labels.append(batch["class_id"])
     finally:
@@ -77,21 +90,36 @@ def linear_probe(run: LoadedRun, stream_name: str, max_batches: int = MAX_BATCHE
     return {"linear_probe_top1": trained, "linear_probe_top1_random_init": probe(random_model)}
 
 
+def image_text_streams(run: LoadedRun, target_name: str) -> tuple[str, str] | None:
+    """(image stream, text stream) of a contrastive target over one of each, else None."""
+    target = run.model.targets[target_name]
+    if target.registered_name != "contrastive":
+        return None
+    images = image_streams(run, target_name)
+    texts = [n for n in target.cfg.streams if run.model.streams[n].embedding.registered_name == "token"]
+    return (images[0], texts[0]) if len(images) == 1 and len(texts) == 1 else None
+
+
+def zero_shot_applies(run: LoadedRun, target_name: str) -> bool:
+    return (image_text_streams(run, target_name) is not None and bool(class_names(run))
+            and run.data_ctx.tokenizer is not None)
+
+
 @torch.no_grad()
 def zero_shot(run: LoadedRun, target_name: str, max_batches: int = MAX_BATCHES) -> dict:
-    from .dataset import encode_texts
     target = run.model.targets[target_name]
-    image_stream, text_stream = target.cfg.streams
-    image_pool, text_pool = target.cfg.pooling
+    image_stream, text_stream = image_text_streams(run, target_name)
+    pooling = dict(zip(target.cfg.streams, target.cfg.pooling))
     names = class_names(run)
-    templates = run.data_ctx.extra.get("templates") or ["a photo of the number {}."]
+    templates = run.data_ctx.get("templates") or ["a photo of {}."]
     tok = run.data_ctx.tokenizer
     text = run.model.streams[text_stream]
+    prefix = text.embedding.cfg.prefix
     class_features = []
     for name in names:
         prompts = encode_texts(tok, [t.format(name) for t in templates], run.data.cfg.seq_len)
-        prompts = {k: v.to(run.device) for k, v in prompts.items()}
-        f = target.features(text_stream, text.encoder(text.embedding(prompts)), text_pool)
+        prompts = {prefix + k: v.to(run.device) for k, v in prompts.items()}
+        f = target.features(text_stream, text.encoder(text.embedding(prompts)), pooling[text_stream])
         class_features.append(F.normalize(f.mean(0), dim=-1))
     class_features = torch.stack(class_features)                         # [C, E]
     image = run.model.streams[image_stream]
@@ -99,7 +127,8 @@ def zero_shot(run: LoadedRun, target_name: str, max_batches: int = MAX_BATCHES) 
     loader = run.data.loader("val", 128, [], seed=run.cfg.seed, train=False)
     for batch in itertools.islice(loader, max_batches):
         pixels = batch["pixel_values"].to(run.device)
-        f = target.features(image_stream, image.encoder(image.embedding({"pixel_values": pixels})), image_pool)
+        f = target.features(image_stream, image.encoder(image.embedding({image.embedding.cfg.key: pixels})),
+                            pooling[image_stream])
         predictions.append((f @ class_features.T).argmax(-1).cpu())
         truth.append(batch["class_id"])
     predictions, truth = torch.cat(predictions), torch.cat(truth)
@@ -150,8 +179,8 @@ def reconstruction_grid(run: LoadedRun, target_name: str, count: int = 8) -> str
         mean, var = truth.mean(-1, keepdim=True), truth.var(-1, keepdim=True)
         pred = pred * (var + 1e-6).sqrt() + mean
     mask = out.decoded.extras["mae_mask"][..., None]
-    mean = torch.tensor(run.data_ctx.extra.get("mean", [0.5] * 3)).view(1, 3, 1, 1)
-    std = torch.tensor(run.data_ctx.extra.get("std", [0.5] * 3)).view(1, 3, 1, 1)
+    mean = torch.tensor(run.data_ctx.get("mean") or [0.5] * 3).view(1, 3, 1, 1)
+    std = torch.tensor(run.data_ctx.get("std") or [0.5] * 3).view(1, 3, 1, 1)
     grey = ((0.5 - mean) / std).flatten().repeat(target.patch ** 2).to(truth.device)   # (p, q, c) order
     shown = truth * (1 - mask) + mask * grey                                # hidden patches shown grey
     pasted = truth * (1 - mask) + pred * mask
@@ -182,17 +211,26 @@ def unpatchify(patches, patch: int, channels: int):
     return torch.einsum("nhwpqc->nchpwq", x).reshape(B, channels, side * patch, side * patch)
 
 
-@report("contrastive")
-def contrastive_report(run: LoadedRun, target_name: str, batches: int) -> dict:
+def zero_shot_report(run: LoadedRun, target_name: str, batches: int) -> dict:
     summary = zero_shot(run, target_name, batches)
-    summary.update(linear_probe(run, run.model.targets[target_name].cfg.streams[0], batches))
     return {"summary": summary, "lines": _lines(summary)}
 
 
-@report("mae")
-def mae_report(run: LoadedRun, target_name: str, batches: int) -> dict:
-    summary = linear_probe(run, run.model.targets[target_name].cfg.stream, batches)
-    summary["reconstruction_png"] = reconstruction_grid(run, target_name)
+def probe_applies(run: LoadedRun, target_name: str) -> bool:
+    return bool(image_streams(run, target_name)) and bool(class_names(run))
+
+
+def probe_report(run: LoadedRun, target_name: str, batches: int) -> dict:
+    summary = linear_probe(run, image_streams(run, target_name)[0], batches)
+    return {"summary": summary, "lines": _lines(summary)}
+
+
+def reconstruction_applies(run: LoadedRun, target_name: str) -> bool:
+    return run.model.targets[target_name].registered_name == "mae" and bool(image_streams(run, target_name))
+
+
+def reconstruction_report(run: LoadedRun, target_name: str, batches: int) -> dict:
+    summary = {"reconstruction_png": reconstruction_grid(run, target_name)}
     return {"summary": summary, "lines": _lines(summary)}
 
 
@@ -201,3 +239,8 @@ def _lines(summary: dict) -> list[str]:
     for key, value in summary.items():
         lines.append(f"  {key:<32} {value:.4f}" if isinstance(value, float) else f"  {key:<32} {value}")
     return lines
+
+
+REPORTS = [Report("zero-shot image classification", zero_shot_applies, zero_shot_report),
+           Report("linear probe vs random init", probe_applies, probe_report),
+           Report("MAE reconstruction grid", reconstruction_applies, reconstruction_report)]

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from modalzoo.datasets import shards
+from modalzoo.datasets.dataset import FieldBatcher
 from modalzoo.datasets.shards import ShardStream, list_shards
 from modalzoo.errors import ModalzooError
-from modalzoo.modalities.text.dataset import TextData, TextDataConfig, decode_texts
+from modalzoo.modalities.text.dataset import TextData, TextDataConfig
+from modalzoo.modalities.text.fields import TextField
 from modalzoo.modalities.text.pack import pack_text
 
 
@@ -73,7 +75,9 @@ def test_corrupt_sample_is_skipped_and_counted(tmp_path):
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     skips = shards.SkipCounter()
-    stream = ShardStream([str(shard)], lambda samples, k: decode_texts(samples, skips), shuffle=False, repeat=False)
+    decode = FieldBatcher({"text": TextField({"name": "wordpiece"}, 16, True, 0)}, {"text": None}, 1, False).decoded
+    stream = ShardStream([str(shard)], lambda samples, k: (row["text"] for row in decode(samples, skips)),
+                         shuffle=False, repeat=False)
     assert list(stream) == ["good one", "good two"]
     assert skips.skipped == 1
 

@@ -1,12 +1,15 @@
-"""The vision recipes end to end through the CLI on the digits data: train a few steps, then eval."""
+"""The vision recipes end to end through the CLI on the digits data: train a few steps, then eval; and which
+evaluation reports apply to which models."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import run_cli
+from tiny_models import SHAPES, enc
 
 SHRINK = {"trainer.max_steps": 6, "trainer.batch_size": 32, "trainer.log_every": 3, "trainer.eval_every": 6,
           "trainer.eval_batches": 2, "trainer.checkpoint_every": 6, "trainer.warmup_steps": 2,
@@ -43,3 +46,33 @@ def test_published_recipes_load_and_build(recipe):
     expected = {"clip_vit_b32": 151e6, "clip_vit_b16": 150e6, "mae_vit_b16": 111e6, "bert_base_mlm": 110e6,
                 "roberta_base_mlm": 125e6}[recipe]
     assert abs(n - expected) / expected < 0.03, f"{recipe}: {n / 1e6:.1f}M parameters"
+
+
+TEXT_AND_CODE = {  # contrastive, but over text and code: no image report applies
+    "streams": {"text": {"embedding": {"name": "token", "vocab_size": 50, "dim": 32}, "encoder": enc(mask="causal")},
+                "code": {"embedding": {"name": "code_dataflow", "vocab_size": 50, "dim": 32}, "encoder": enc()}},
+    "targets": {"pair": {"name": "contrastive", "streams": ["text", "code"], "pooling": ["last", "mean"],
+                         "embed_dim": 16}}}
+TWO_TEXTS = {**TEXT_AND_CODE, "streams": {
+    "text": TEXT_AND_CODE["streams"]["text"],
+    "code": {"embedding": {"name": "token", "vocab_size": 50, "dim": 32, "prefix": "code_"}, "encoder": enc()}}}
+
+
+@pytest.mark.parametrize("spec,classes,expected", [
+    (SHAPES["clip"][0], ["zero", "one"], ["zero-shot image classification", "linear probe vs random init"]),
+    (SHAPES["clip_timm"][0], ["zero", "one"], ["zero-shot image classification", "linear probe vs random init"]),
+    (SHAPES["clip"][0], [], []),                                   # no class names: nothing to classify
+    (SHAPES["mae"][0], ["zero", "one"], ["linear probe vs random init", "MAE reconstruction grid"]),
+    (SHAPES["bert"][0], [], ["mlm fill-mask and unigram baseline"]),
+    (SHAPES["graphcodebert"][0], [], []),                         # fill-mask cannot feed the data-flow graph
+    (TEXT_AND_CODE, ["zero", "one"], []),
+    (TWO_TEXTS, ["zero", "one"], []),
+])
+def test_reports_apply_by_what_the_streams_read_and_the_data_offers(spec, classes, expected):
+    import modalzoo
+    from modalzoo.evaluation.run import reports_for
+    model = modalzoo.build_model({"model": spec})
+    run = SimpleNamespace(model=model, data=SimpleNamespace(texts=lambda split: iter(())),
+                          data_ctx=SimpleNamespace(tokenizer=object(), get={"classes": classes}.get))
+    for target in model.targets:
+        assert [r.name for r in reports_for(run, target)] == expected

@@ -14,18 +14,13 @@ import torch
 from PIL import Image
 
 from modalzoo.cli import main
-from modalzoo.datasets.samples import DIGIT_WORDS
 from modalzoo.datasets.shards import list_shards
 from modalzoo.errors import ModalzooError
-from modalzoo.modalities.vision.dataset import (
-    CLIP_MEAN,
-    CLIP_STD,
-    ImageFinish,
-    ImageTextData,
-    ImageTextDataConfig,
-    encode_texts,
-)
+from modalzoo.modalities.text.fields import encode_texts
+from modalzoo.modalities.vision.dataset import ImageTextData, ImageTextDataConfig
+from modalzoo.modalities.vision.fields import CLIP_MEAN, CLIP_STD, ImageFinish
 from modalzoo.modalities.vision.pack import pack_images
+from modalzoo.modalities.vision.samples import DIGIT_WORDS
 
 SMALL_TOKENIZER = {"name": "bytelevel_bpe", "vocab_size": 300}
 
@@ -90,8 +85,8 @@ def test_digits_shards_classes_and_split(digits):
 def test_digits_batches(digits):
     data = ImageTextData(ImageTextDataConfig(path=str(digits), num_workers=0, tokenizer=SMALL_TOKENIZER))
     ctx = data.prepare(None)
-    assert ctx.extra["classes"] == DIGIT_WORDS and ctx.extra["templates"]
-    assert ctx.extra["image_size"] == 32 and ctx.extra["mean"] == CLIP_MEAN and ctx.extra["std"] == CLIP_STD
+    assert ctx.get("classes") == DIGIT_WORDS and ctx.get("templates")
+    assert ctx.get("image_size") == 32 and ctx.get("mean") == CLIP_MEAN and ctx.get("std") == CLIP_STD
     tok = ctx.tokenizer
     batch = next(iter(data.loader("train", 16, [], seed=0, train=True)))
     assert set(batch) == {"pixel_values", "input_ids", "attention_mask", "class_id", "_skipped"}
@@ -281,7 +276,7 @@ def test_pack_images_from_a_folder_tree(tmp_path):
     data = ImageTextData(ImageTextDataConfig(path=str(tmp_path / "out"), val_split="train", num_workers=0,
                                              image_size=8, tokenizer=SMALL_TOKENIZER))
     ctx = data.prepare(None)
-    assert ctx.extra["classes"] == ["cat", "dog", "sea lion"]
+    assert ctx.get("classes") == ["cat", "dog", "sea lion"]
     batch = next(iter(data.loader("val", 6, [], seed=0, train=False)))
     assert batch["pixel_values"].shape == (6, 3, 8, 8) and sorted(batch["class_id"].tolist()) == [0, 0, 1, 1, 2, 2]
 

@@ -1,0 +1,3 @@
+"""Text's transformers mappings; importing this package registers their `hub.architecture.Architecture`s."""
+
+from . import bert  # noqa: F401

@@ -5,6 +5,7 @@
     BertConfig(**hf_config_kwargs(recipe))            # the HF config of the same shape; refuses what BERT lacks
 
 The only non-renaming step is the attention input: the zoo fuses query/key/value into one ``qkv`` Linear.
+The two `Architecture` entries at the end (bert, roberta) are what `modalzoo export` / ``init_from=hf:`` use.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ....errors import ModalzooError
+from ....hub.architecture import Architecture, only_target, register, target_kinds
 from ....hub.mapping import HIDDEN_ACT, check_keys, count_layers, expand, refuse
 from ....registry import EMBEDDINGS, ENCODERS, TARGETS, to_plain
 
@@ -173,3 +175,107 @@ def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch
                 hidden_act=HIDDEN_ACT[enc.activation], hidden_dropout_prob=enc.dropout,
                 attention_probs_dropout_prob=enc.attn_dropout, tie_word_embeddings=mlm.tie_weights,
                 **({"pad_token_id": offset - 1} if arch == "roberta" else {}))
+
+
+# ---------------------------------------------------------------------------------------------- Architectures
+
+def _mlm_names(model: dict) -> tuple[str, str]:
+    name, target = only_target(model, "mlm")
+    return TARGETS.make_config(target, f"model.targets.{name}").stream, name
+
+
+def _matches(arch: str):
+    """One mlm target over a `token` stream; RoBERTa's positions start at 2, BERT's anywhere else (its
+    config then refuses any offset but 0, naming it)."""
+    def matches(model: dict) -> bool:
+        if target_kinds(model) != ["mlm"]:
+            return False
+        stream, _ = _mlm_names(model)
+        emb = ((model.get("streams") or {}).get(stream) or {}).get("embedding") or {}
+        if emb.get("name") != "token":
+            return False
+        roberta = EMBEDDINGS.make_config(emb, "embedding").position_offset == 2
+        return roberta == (arch == "roberta")
+    return matches
+
+
+def _config(arch: str):
+    def config(model: dict, _stream, prep) -> dict:
+        stream, target = _mlm_names(model)
+        kwargs = hf_config_kwargs(model, stream=stream, target=target, arch=arch)
+        tok = prep.tokenizer
+        if tok is None:
+            raise ModalzooError(f"{arch} export needs the run's tokenizer.json")
+        want = "wordpiece" if arch == "bert" else "bytelevel_bpe"
+        if prep.tokenizer_name != want:
+            raise ModalzooError(f"{arch} export needs a {want} tokenizer; data.tokenizer.name is "
+                                f"{prep.tokenizer_name!r}")
+        if arch == "roberta" and tok.pad_id != 1:     # RoBERTa's positions count from padding_idx + 1 = 2
+            raise ModalzooError(f"roberta needs the pad token at id 1, the tokenizer has it at {tok.pad_id} "
+                                f"(data.tokenizer.specials_at_end must be false)")
+        return {**kwargs, "pad_token_id": tok.pad_id, "bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id}
+    return config
+
+
+def _to_hf(arch: str):
+    def to_hf(model: nn.Module, spec: dict, _stream, _kwargs) -> dict[str, Tensor]:
+        stream, target = _mlm_names(spec)
+        return zoo_to_hf(model.state_dict(), stream=stream, target=target, arch=arch)
+    return to_hf
+
+
+def _to_zoo(arch: str):
+    def to_zoo(hf_state, spec: dict, _stream) -> dict[str, Tensor]:
+        stream, target = _mlm_names(spec)
+        tie = TARGETS.make_config(only_target(spec, "mlm")[1], "target").tie_weights
+        return hf_to_zoo(hf_state, stream=stream, target=target, arch=arch, tie_weights=tie)
+    return to_zoo
+
+
+def text_batch(vocab: int, tok, lengths=(12, 7)) -> dict[str, Tensor]:
+    """Two rows of random non-special ids framed by bos/eos, the second right-padded."""
+    g = torch.Generator().manual_seed(0)
+    ordinary = torch.tensor([i for i in range(min(vocab, tok.vocab_size)) if i not in set(tok.special_ids)])
+    B, L = len(lengths), max(lengths)
+    ids = ordinary[torch.randint(len(ordinary), (B, L), generator=g)]
+    mask = torch.arange(L)[None] < torch.tensor(lengths)[:, None]
+    ids[:, 0] = tok.bos_id
+    ids[torch.arange(B), torch.tensor(lengths) - 1] = tok.eos_id
+    ids[~mask] = tok.pad_id
+    return {"input_ids": ids, "attention_mask": mask.long()}
+
+
+def _compare(zoo, hf, spec: dict, _stream, prep) -> dict[str, float]:
+    stream, target = _mlm_names(spec)
+    batch = text_batch(hf.config.vocab_size, prep.tokenizer)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        out = zoo.streams[stream](batch)
+        zoo_logits = zoo.targets[target].logits(out.hidden.x[real], out)
+        hf_logits = hf(**batch).logits[real]
+    return {"logits": (zoo_logits - hf_logits).abs().max().item()}
+
+
+USAGE = '''import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+model = AutoModelForMaskedLM.from_pretrained("{model_id}").eval()
+inputs = tokenizer(f"the {{tokenizer.mask_token}} of the function", return_tensors="pt")
+with torch.no_grad():
+    logits = model(**inputs).logits
+masked = inputs["input_ids"][0] == tokenizer.mask_token_id
+print(tokenizer.convert_ids_to_tokens(logits[0, masked].topk(5).indices[0].tolist()))'''
+
+
+def _architecture(arch: str, model_class: str, needs: str) -> Architecture:
+    return Architecture(
+        name=arch, model_type=arch, model_class=model_class, auto_class="AutoModelForMaskedLM",
+        config_class=model_class.removesuffix("ForMaskedLM") + "Config", matches=_matches(arch), needs=needs,
+        hf_config=_config(arch), to_hf=_to_hf(arch), to_zoo=_to_zoo(arch), compare=_compare,
+        pipeline_tag="fill-mask", tags=(arch, "fill-mask", "text"), preprocessing={"text": arch}, usage=USAGE)
+
+
+register(_architecture("bert", "BertForMaskedLM", "one mlm target over a `token` stream"),
+         _architecture("roberta", "RobertaForMaskedLM",
+                       "one mlm target over a `token` stream with position_offset 2"))

@@ -25,6 +25,10 @@ needs ``attention_mask`` for padded text: without it ``last`` is the last positi
 Logit scale: the zoo clamps ``exp(logit_scale)`` at ``max_logit_scale`` in its forward, HF and open_clip
 do not (OpenAI/open_clip clamp the parameter in place while training), so they agree while ``logit_scale
 <= log(max_logit_scale)``; an exporter should clamp the exported value.
+
+The `Architecture` at the end is what `modalzoo export` / ``init_from=hf:`` use. It matches only a
+contrastive target over one `patch` image stream and one `token` text stream: a contrastive model over
+other streams (two texts, text and code, audio and text) is not a CLIPModel.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ....errors import ModalzooError
+from ....hub.architecture import Architecture, only_target, register, target_kinds
 from ....hub.mapping import (
     CLS_TOKEN,
     HIDDEN_ACT,
@@ -52,6 +58,8 @@ from ....hub.mapping import (
     transformer_needs,
 )
 from ....registry import EMBEDDINGS, ENCODERS, TARGETS
+from ...text.hub.bert import text_batch
+from .vit import image_batch
 
 # One CLIP encoder layer (both towers): zoo block name -> HF layer name, relative to the layer.
 HF_LAYER: list[Row] = [
@@ -257,3 +265,90 @@ def open_clip_config(recipe_cfg, target: str = "clip", eos_token_id: int | None 
         text_cfg.update(pool_type="eos", eos_id=eos_token_id)
     return dict(embed_dim=con.embed_dim, vision_cfg=vision_cfg, text_cfg=text_cfg,
                 quick_gelu=OPEN_CLIP_ACT[ienc.activation])
+
+
+# ---------------------------------------------------------------------------------------------- Architecture
+
+def _matches(model: dict) -> bool:
+    if target_kinds(model) != ["contrastive"]:
+        return False
+    name, target = only_target(model, "contrastive")
+    streams = model.get("streams") or {}
+    kinds = sorted(str(((streams.get(n) or {}).get("embedding") or {}).get("name"))
+                   for n in TARGETS.make_config(target, f"model.targets.{name}").streams)
+    return kinds == ["patch", "token"]
+
+
+def _names(model: dict) -> tuple[str, str, str]:
+    name, _ = only_target(model, "contrastive")
+    p = _parts(model, name, "clip")
+    return p["image"], p["text"], name
+
+
+def _config(model: dict, _stream, prep) -> dict:
+    _, _, target = _names(model)
+    tok = prep.tokenizer
+    if tok is None:
+        raise ModalzooError("clip export needs the run's tokenizer.json")
+    if tok.eos_id == 2:
+        raise ModalzooError("CLIPModel reads eos_token_id 2 as a legacy config and pools at the largest id; this "
+                            "run's tokenizer has its end of text at id 2: train CLIP with "
+                            "data.tokenizer.specials_at_end=true (the CLIP recipes do)")
+    return hf_config_kwargs(model, eos_token_id=tok.eos_id, target=target, bos_token_id=tok.bos_id,
+                            pad_token_id=tok.pad_id)
+
+
+def _to_hf(model: nn.Module, spec: dict, _stream, _kwargs) -> dict[str, Tensor]:
+    image, text, target = _names(spec)
+    state = dict(model.state_dict())
+    # The zoo clamps exp(logit_scale) at max_logit_scale inside its forward; CLIPModel does not.
+    cap = math.log(model.targets[target].cfg.max_logit_scale)
+    key = f"targets.{target}.logit_scale"
+    state[key] = state[key].clamp(max=cap)
+    return zoo_to_hf(state, image=image, text=text, target=target)
+
+
+def _to_zoo(hf_state, spec: dict, _stream) -> dict[str, Tensor]:
+    image, text, target = _names(spec)
+    return hf_to_zoo(hf_state, image=image, text=text, target=target)
+
+
+def _compare(zoo, hf, spec: dict, _stream, prep) -> dict[str, float]:
+    image, text, target = _names(spec)
+    vision = hf.config.vision_config
+    batch = text_batch(hf.config.text_config.vocab_size, prep.tokenizer,
+                       lengths=(hf.config.text_config.max_position_embeddings, 5))
+    pixels = image_batch(vision.image_size, vision.num_channels)
+    con = zoo.targets[target]
+    prefix = zoo.streams[text].embedding.cfg.prefix
+    with torch.no_grad():
+        zoo_text = con.features(text, zoo.streams[text]({prefix + k: v for k, v in batch.items()}).hidden, "last")
+        zoo_image = con.features(image, zoo.streams[image]({zoo.streams[image].embedding.cfg.key: pixels}).hidden,
+                                 "cls")
+        zoo_logits = con.logit_scale.exp().clamp(max=con.cfg.max_logit_scale) * zoo_image @ zoo_text.T
+        out = hf(pixel_values=pixels, **batch)
+    return {"image_embeds": (zoo_image - out.image_embeds).abs().max().item(),
+            "text_embeds": (zoo_text - out.text_embeds).abs().max().item(),
+            "logits_per_image": (zoo_logits - out.logits_per_image).abs().max().item()}
+
+
+USAGE = '''import torch
+from PIL import Image
+from transformers import AutoProcessor, CLIPModel
+
+processor = AutoProcessor.from_pretrained("{model_id}")
+model = CLIPModel.from_pretrained("{model_id}").eval()
+image = Image.new("RGB", (64, 48), (200, 30, 30))      # your image here
+labels = {labels}
+inputs = processor(text=[{template!r}.format(c) for c in labels], images=image, return_tensors="pt",
+                   padding="max_length", truncation=True)
+with torch.no_grad():
+    probs = model(**inputs).logits_per_image.softmax(-1)[0]
+print({{label: round(p, 3) for label, p in zip(labels, probs.tolist())}})'''
+
+register(Architecture(
+    name="clip", model_type="clip", model_class="CLIPModel", auto_class="AutoModel", config_class="CLIPConfig",
+    matches=_matches, needs="one contrastive target over one `patch` (image) and one `token` (text) stream",
+    hf_config=_config, to_hf=_to_hf, to_zoo=_to_zoo, compare=_compare,
+    pipeline_tag="zero-shot-image-classification", tags=("clip", "zero-shot-image-classification", "vision", "text"),
+    preprocessing={"text": "clip", "image": "clip"}, usage=USAGE))

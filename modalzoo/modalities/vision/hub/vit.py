@@ -10,15 +10,18 @@ loader, so an exporter loads the mapped tensors into the HF model and lets ``sav
 The zoo side is ``streams.<stream>.*`` of a `PretrainModel`, or a bare `modalzoo.model.Stream` with
 ``stream=None``. The only non-renaming step is the zoo's fused ``qkv`` (HF's q, k, v concatenated).
 ViTModel's optional pooler (``add_pooling_layer=True``) has no zoo counterpart and is refused as unmapped.
+The `Architecture` at the end exports one image stream's encoder (``modalzoo export --arch vit --stream S``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ....errors import ModalzooError
+from ....hub.architecture import Architecture, register
 from ....hub.mapping import (
     HIDDEN_ACT,
     Row,
@@ -111,3 +114,78 @@ def hf_config_kwargs(recipe_cfg, stream: str = "image") -> dict:
                 hidden_dropout_prob=enc.dropout, attention_probs_dropout_prob=enc.attn_dropout,
                 layer_norm_eps=enc.norm_eps, image_size=emb.image_size, patch_size=emb.patch_size,
                 num_channels=emb.channels, qkv_bias=True)
+
+
+# ---------------------------------------------------------------------------------------------- Architecture
+
+def image_batch(size: int, channels: int = 3, count: int = 2) -> Tensor:
+    return torch.randn(count, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _image_stream(model: dict, stream: str | None) -> tuple[str, dict]:
+    streams = model.get("streams") or {}
+    images = [n for n, s in streams.items() if (s.get("embedding") or {}).get("name") == "patch"]
+    stream = stream or (images[0] if len(images) == 1 else None)
+    if stream not in streams:
+        raise ModalzooError(f"vit export needs --stream naming an image stream; image streams: {images}")
+    return stream, streams[stream]
+
+
+def _config(model: dict, stream: str | None, _prep) -> dict:
+    """ViTModel of the stream's encoder. Masking is a training-time input, not an architecture choice, and a
+    fixed sin-cos table is exported as the values of ViT's learned table, so MAE encoders export too."""
+    stream, spec = _image_stream(model, stream)
+    emb = dict(spec["embedding"], mask_ratio=0.0)
+    if emb.get("positions") == "sincos2d":
+        emb["positions"] = "learned"
+    return hf_config_kwargs({"embedding": emb, "encoder": spec.get("encoder")}, stream)
+
+
+def _to_hf(model: nn.Module, spec: dict, stream: str | None, _kwargs) -> dict[str, Tensor]:
+    stream, _ = _image_stream(spec, stream)
+    module = model.streams[stream]
+    state = {k: v for k, v in module.state_dict().items() if k.startswith(("embedding.", "encoder."))}
+    state["embedding.position"] = module.embedding.position.detach()   # a buffer when it is the fixed table
+    return zoo_to_hf(state, stream=None)
+
+
+def _to_zoo(hf_state, spec: dict, stream: str | None) -> dict[str, Tensor]:
+    stream, _ = _image_stream(spec, stream)
+    return hf_to_zoo(hf_state, stream=stream)
+
+
+def _compare(zoo, hf, spec: dict, stream: str | None, _prep) -> dict[str, float]:
+    stream, _ = _image_stream(spec, stream)
+    module = zoo.streams[stream]
+    pixels = image_batch(hf.config.image_size, hf.config.num_channels)
+    masking, module.embedding.apply_mask = module.embedding.apply_mask, False
+    try:
+        with torch.no_grad():
+            zoo_out = module.encoder(module.embedding({module.embedding.cfg.key: pixels})).x
+            hf_out = hf(pixel_values=pixels).last_hidden_state
+    finally:
+        module.embedding.apply_mask = masking
+    return {"last_hidden_state": (zoo_out - hf_out).abs().max().item()}
+
+
+USAGE = '''import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel
+
+processor = AutoImageProcessor.from_pretrained("{model_id}")
+model = AutoModel.from_pretrained("{model_id}", add_pooling_layer=False).eval()
+image = Image.new("RGB", (64, 48), (200, 30, 30))      # your image here
+with torch.no_grad():
+    features = model(**processor(image, return_tensors="pt")).last_hidden_state[:, 0]
+print(features.shape)'''
+
+register(Architecture(
+    name="vit", model_type="vit", model_class="ViTModel", auto_class="AutoModel", config_class="ViTConfig",
+    matches=lambda model: False,       # never detected: one stream of a larger model, chosen with --arch vit
+    needs="--arch vit --stream NAME (it exports one image stream's encoder alone)",
+    hf_config=_config, to_hf=_to_hf, to_zoo=_to_zoo, compare=_compare,
+    pipeline_tag="image-feature-extraction", tags=("vit", "image-feature-extraction", "vision"),
+    preprocessing={"image": "vit"}, usage=USAGE, load_args={"add_pooling_layer": False},
+    card_note="ViTModel's optional pooler is not part of the export (the zoo has none): load with "
+              "`add_pooling_layer=False`.",
+    whole_model=False))

@@ -13,6 +13,7 @@ decoder's fixed 2D sin-cos position tables (``vit.embeddings.position_embeddings
 ``decoder.decoder_pos_embed``), which the zoo recomputes. Import checks that they are those tables
 (a checkpoint with other positions is refused); export writes them. Export has to: transformers 5
 initialises a fresh ViTMAE's tables to zeros, so an exported checkpoint without them would load wrong.
+The `Architecture` at the end is what `modalzoo export` / ``init_from=hf:`` use for MAE runs.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import math
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ....encoders.positions import sincos_2d_table
 from ....errors import ModalzooError
+from ....hub.architecture import Architecture, only_target, register, target_kinds
 from ....hub.mapping import (
     HIDDEN_ACT,
     Row,
@@ -39,7 +41,7 @@ from ....hub.mapping import (
     transformer_needs,
 )
 from ....registry import DECODERS, EMBEDDINGS, ENCODERS, TARGET_EMBEDDINGS, TARGETS
-from .vit import LAYER
+from .vit import LAYER, image_batch
 from .vit import TABLE as VIT_TABLE
 
 # zoo name -> HF name(s): {z} "streams.<stream>.", {t} the target, {b} "vit."; {i} encoder, {j} decoder blocks.
@@ -137,3 +139,58 @@ def hf_config_kwargs(recipe_cfg, stream: str = "image", target: str = "mae") -> 
                 num_channels=emb.channels, qkv_bias=True, decoder_hidden_size=dec.dim,
                 decoder_num_hidden_layers=dec.layers, decoder_num_attention_heads=dec.heads,
                 decoder_intermediate_size=dec.hidden_ffn, mask_ratio=emb.mask_ratio, norm_pix_loss=mae.norm_pix_loss)
+
+
+# ---------------------------------------------------------------------------------------------- Architecture
+
+def _names(model: dict) -> tuple[str, str]:
+    name, target = only_target(model, "mae")
+    return TARGETS.make_config(target, f"model.targets.{name}").stream, name
+
+
+def _config(model: dict, _stream, _prep) -> dict:
+    stream, target = _names(model)
+    return hf_config_kwargs(model, stream=stream, target=target)
+
+
+def _to_hf(model: nn.Module, spec: dict, _stream, kwargs: dict) -> dict[str, Tensor]:
+    stream, target = _names(spec)
+    return zoo_to_hf(model.state_dict(), kwargs["image_size"], stream=stream, target=target)
+
+
+def _to_zoo(hf_state, spec: dict, _stream) -> dict[str, Tensor]:
+    stream, target = _names(spec)
+    return hf_to_zoo(hf_state, stream=stream, target=target)
+
+
+def _compare(zoo, hf, spec: dict, _stream, _prep) -> dict[str, float]:
+    stream, target = _names(spec)
+    cfg = hf.config
+    pixels = image_batch(cfg.image_size, cfg.num_channels)
+    noise = torch.rand(2, (cfg.image_size // cfg.patch_size) ** 2, generator=torch.Generator().manual_seed(1))
+    batch = {zoo.streams[stream].embedding.cfg.key: pixels, "mae_noise": noise}
+    with torch.no_grad():
+        out = zoo.streams[stream](batch)
+        zoo_logits = zoo.targets[target].reconstruct(out.decoded)
+        zoo_loss = zoo.targets[target]({stream: out}, batch).loss
+        hf_out = hf(pixel_values=pixels, noise=noise)
+    return {"logits": (zoo_logits - hf_out.logits).abs().max().item(), "loss": abs(float(zoo_loss - hf_out.loss))}
+
+
+USAGE = '''import torch
+from PIL import Image
+from transformers import AutoImageProcessor, ViTMAEForPreTraining
+
+processor = AutoImageProcessor.from_pretrained("{model_id}")
+model = ViTMAEForPreTraining.from_pretrained("{model_id}").eval()
+image = Image.new("RGB", (64, 48), (200, 30, 30))      # your image here
+with torch.no_grad():
+    out = model(**processor(image, return_tensors="pt"))
+print(f"reconstruction loss {{out.loss.item():.4f}}, hidden patches {{int(out.mask.sum())}}")'''
+
+register(Architecture(
+    name="vit_mae", model_type="vit_mae", model_class="ViTMAEForPreTraining", auto_class="AutoModelForPreTraining",
+    config_class="ViTMAEConfig", matches=lambda model: target_kinds(model) == ["mae"],
+    needs="one mae target", hf_config=_config, to_hf=_to_hf, to_zoo=_to_zoo, compare=_compare,
+    pipeline_tag="image-feature-extraction", tags=("vit_mae", "mae", "vision"), preprocessing={"image": "vit"},
+    usage=USAGE))

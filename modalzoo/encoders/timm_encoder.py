@@ -1,39 +1,20 @@
 """Any timm vision model as a stream's encoder (ViTs, ConvNeXts, ResNets...), built by name.
 
-Pair it with the `pixels` embedding, which hands the images through unchanged: timm models embed
-patches themselves. The output is `Tokens` [B, L, D]: a ViT's token sequence as is, a CNN's final
-feature map flattened to its spatial positions (pool with `mean`; ViTs with a class token: `cls`).
+Pair it with the `pixels` embedding (`modalities/vision/pixels.py`), which hands the images through
+unchanged: timm models embed patches themselves. The output is `Tokens` [B, L, D]: a ViT's token sequence
+as is, a CNN's final feature map flattened to its spatial positions (pool with `mean`; ViTs with a class
+token: `cls`). timm (and the torchvision it pulls in, ~2 s) is imported only when such an encoder is built.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import timm
-from torch import Tensor, nn
+from torch import nn
 
 from ..errors import ModalzooError, closest
-from ..registry import EMBEDDINGS, ENCODERS
+from ..registry import ENCODERS
 from ..tokens import Tokens
-
-
-@dataclass
-class PixelsConfig:
-    key: str = "pixel_values"
-
-
-@EMBEDDINGS.register("pixels")
-class Pixels(nn.Module):
-    """Images passed through as they are, for encoders that embed them themselves (timm towers)."""
-
-    Config = PixelsConfig
-
-    def __init__(self, cfg: PixelsConfig, **_context):
-        super().__init__()
-        self.cfg = cfg
-
-    def forward(self, batch: dict[str, Tensor]) -> Tokens:
-        return Tokens(x=batch[self.cfg.key])          # [B, C, H, W]: not tokens yet
 
 
 @dataclass
@@ -52,6 +33,7 @@ class TimmEncoder(nn.Module):
 
     def __init__(self, cfg: TimmConfig, **_context):
         super().__init__()
+        import timm
         self.cfg = cfg
         if not timm.is_model(cfg.model_name):
             hint = closest(cfg.model_name, timm.list_models())

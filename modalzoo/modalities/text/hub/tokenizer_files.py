@@ -1,11 +1,10 @@
-"""Hugging Face preprocessing files for an exported run: `tokenizer.json` + `tokenizer_config.json` +
-`special_tokens_map.json`, and `preprocessor_config.json`, such that `transformers` (5.x, offline, no
-remote code) reproduces the zoo's own preprocessing exactly.
+"""Hugging Face tokenizer files for an exported run: `tokenizer.json` + `tokenizer_config.json` +
+`special_tokens_map.json`, such that `transformers` (5.x, offline, no remote code) reproduces the zoo's
+tokenization exactly.
 
     write_tokenizer_files(run_tokenizer, out_dir, model_max_length=seq_len, style="bert")   # or roberta, clip
-    write_image_processor(out_dir, image_size=224, mean=CLIP_MEAN, std=CLIP_STD, style="clip")  # or vit
 
-**Text.** ``tokenizer.json`` is the run's own `tokenizers` file; ``tokenizer_config.json`` names the class
+``tokenizer.json`` is the run's own `tokenizers` file; ``tokenizer_config.json`` names the class
 and the special-token roles:
 
 - bert: ``BertTokenizer``; cls/sep/pad/unk/mask = [CLS] [SEP] [PAD] [UNK] [MASK], no bos/eos.
@@ -30,40 +29,17 @@ What matches, ids and attention mask, token for token:
   as [CLS] [SEP]. ``padding=True`` right-pads with the pad id and mask 0, as `pad_batch` does. (Packed
   rows' segment/position ids are the zoo's training layout, not a tokenizer output.)
 - CLIP captions and prompts: ``tok(texts, padding="max_length", max_length=L, truncation=True)`` ==
-  `datasets/images.py::encode_texts(tok, texts, seq_len=L)` (bos + tokens cut to L - 2 + eos, right-padded
-  with the pad id), also for "" (bos, eos) and for texts longer than L (eos kept).
-
-**Images.** ``preprocessor_config.json`` describes the zoo's eval path (`datasets/images.py`: any mode to
-RGB with transparency composited onto white, shorter side resized to ``image_size`` with bicubic
-antialiasing, centre crop, /255, normalise with mean/std): ``image_processor_type`` ``CLIPImageProcessor``
-(style clip, with ``processor_class`` ``CLIPProcessor``) or ``ViTImageProcessor`` (style vit, for ViT and
-MAE), both with every option written out: ``size={"shortest_edge": S}``, ``resample=3`` (bicubic),
-``do_center_crop`` with ``crop_size`` S x S, ``rescale_factor=1/255``, ``image_mean``/``image_std``,
-``do_convert_rgb``. ``AutoImageProcessor``/``AutoProcessor`` load the torchvision backend of these
-classes by default (``backend="pil"`` picks the PIL one), so the zoo resizes exactly as that backend does
-(`datasets/images.py::resize_center_crop`: torchvision's bicubic on the uint8 tensor, the longer side
-``int(S * long / short)``, crop offsets ``int((side - S) / 2)``); HF's RGB conversion is PIL's, as the
-zoo's. ``processor(images=pil_images, return_tensors="pt")["pixel_values"]`` equals the zoo's normalised
-pixels to float32 rounding (<= 1e-6: HF fuses the /255 into mean and std).
-
-Known differences: the PIL backend (``backend="pil"``) resizes with PIL's bicubic, a few uint8 levels off
-(up to 3 on the tests' photo-like images, up to ~10 when upscaling noise); a processor run with
-``device="cuda"`` resizes in float32 and rounds instead of using the CPU's uint8 kernel (not measured);
-16-bit and float greyscale images ("I;16", "I", "F") are scaled to 8 bits by the zoo but clipped by PIL's
-convert("RGB") in HF; with the dataset option ``jpeg_draft: true`` (off by default) the zoo decodes JPEGs
-at least twice ``image_size`` on both sides at a reduced DCT scale (``Image.draft``), so to match those
-call ``img.draft(None, (S, S))`` on the opened image before the processor. Images are compared as PIL
-images; numpy arrays or tensors lose the PIL mode.
+  `modalities/text/fields.py::encode_texts(tok, texts, seq_len=L)` (bos + tokens cut to L - 2 + eos,
+  right-padded with the pad id), also for "" (bos, eos) and for texts longer than L (eos kept).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ModalzooError
-from ..modalities.text.tokenizers import TextTokenizer
+from ....errors import ModalzooError
+from ..tokenizers import TextTokenizer
 
 # style -> HF tokenizer class, the tokenizers model it needs, and HF role -> zoo role.
 TOKENIZER_STYLES: dict[str, dict] = {
@@ -78,18 +54,19 @@ TOKENIZER_STYLES: dict[str, dict] = {
                        "mask_token": "mask"}},
 }
 
-# style -> HF image processor class (torchvision backend; the PIL one is the same name + "Pil") and processor.
-IMAGE_STYLES: dict[str, dict] = {
-    "clip": {"class": "CLIPImageProcessor", "processor": "CLIPProcessor"},
-    "vit": {"class": "ViTImageProcessor", "processor": None},
-}
-
-BICUBIC = 3                       # PIL.Image.Resampling.BICUBIC, as HF stores ``resample``
-
 
 def _write_json(path: Path, data: dict) -> Path:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def default_style(tokenizer: TextTokenizer, tokenizer_name: str | None) -> str:
+    """The style of a modalzoo-format export (no transformers architecture chosen): bert for WordPiece;
+    RobertaTokenizer assumes RoBERTa's special-token ids, so other byte-level layouts get clip, which loads
+    tokenizer.json as it is."""
+    if tokenizer_name == "wordpiece":
+        return "bert"
+    return "roberta" if tokenizer.pad_id == 1 else "clip"
 
 
 def _bert_options(spec: dict) -> dict:
@@ -159,39 +136,3 @@ def write_tokenizer_files(tokenizer: TextTokenizer, out_dir: str | Path, model_m
     paths.append(_write_json(out / "tokenizer_config.json", config))
     paths.append(_write_json(out / "special_tokens_map.json", roles))
     return paths
-
-
-def image_processor_config(image_size: int, mean: Sequence[float], std: Sequence[float], style: str) -> dict:
-    """The ``preprocessor_config.json`` contents for the zoo's eval image path at ``image_size``."""
-    if style not in IMAGE_STYLES:
-        raise ModalzooError(f"unknown image processor style {style!r}; choose from {sorted(IMAGE_STYLES)}")
-    if len(mean) != 3 or len(std) != 3:
-        raise ModalzooError(f"mean and std need 3 values (RGB), got {list(mean)} and {list(std)}")
-    info = IMAGE_STYLES[style]
-    config = {
-        "image_processor_type": info["class"],
-        "do_convert_rgb": True,
-        "do_resize": True,
-        "size": {"shortest_edge": int(image_size)},
-        "default_to_square": False,
-        "resample": BICUBIC,
-        "do_center_crop": True,
-        "crop_size": {"height": int(image_size), "width": int(image_size)},
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": [float(m) for m in mean],
-        "image_std": [float(s) for s in std],
-        "do_pad": False,
-    }
-    if info["processor"]:
-        config["processor_class"] = info["processor"]
-    return config
-
-
-def write_image_processor(out_dir: str | Path, image_size: int, mean: Sequence[float], std: Sequence[float],
-                          style: str) -> Path:
-    """Write ``preprocessor_config.json`` (style clip or vit) into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return _write_json(out / "preprocessor_config.json", image_processor_config(image_size, mean, std, style))

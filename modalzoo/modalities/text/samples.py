@@ -1,0 +1,107 @@
+"""`modalzoo data build text-sample`, built offline from what is installed (nothing is downloaded): the
+docstrings of the Python standard library and site-packages — real English technical prose — split into
+train/validation *by source file* so no file leaks across the split."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import random
+import sys
+import sysconfig
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...datasets.shards import SAMPLES_PER_MEMBER, ShardWriter
+from ...registry import SAMPLE_DATA
+
+
+def python_sources() -> list[Path]:
+    """Every .py file of the standard library and the site-packages of this interpreter, sorted."""
+    roots = {Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"]),
+             Path(sysconfig.get_paths()["platlib"])}
+    files = set()
+    for root in roots:
+        if root.exists():
+            files.update(p for p in root.rglob("*.py") if "test" not in p.parts and p.is_file())
+    return sorted(files)
+
+
+def docstrings(path: Path, min_chars: int) -> Iterator[str]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc and len(doc) >= min_chars and _mostly_prose(doc):
+                yield doc
+
+
+def _mostly_prose(text: str) -> bool:
+    letters = sum(c.isalpha() or c.isspace() for c in text)
+    return letters / len(text) > 0.75 and text.isascii()
+
+
+@dataclass
+class TextSampleConfig:
+    max_mb: float = 6.0              # stop once this much text is collected
+    val_fraction: float = 0.05       # of source files (not documents) held out
+    min_chars: int = 80
+    docs_per_shard: int = 1000
+    docs_per_member: int = SAMPLES_PER_MEMBER   # documents per tar member; 1: a KEY.txt member each (old layout)
+    seed: int = 0
+
+
+@SAMPLE_DATA.register("text-sample")
+class TextSample:
+    """Docstrings of the installed stdlib + site-packages as webdataset shards (train/validation)."""
+
+    Config = TextSampleConfig
+
+    def __init__(self, cfg: TextSampleConfig):
+        self.cfg = cfg
+
+    def build(self, out: Path) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        files = python_sources()
+        random.Random(cfg.seed).shuffle(files)
+        budget, seen = int(cfg.max_mb * 2**20), set()
+        counts = {"train": 0, "validation": 0}
+        chars = {"train": 0, "validation": 0}
+        writers = {s: ShardWriter(out, s, max_count=cfg.docs_per_shard, per_member=cfg.docs_per_member)
+                   for s in counts}
+        bar = tqdm(total=budget, unit="B", unit_scale=True, desc="docstrings", disable=None)
+        try:
+            for path in files:
+                held_out = int(hashlib.sha1(path.name.encode() + str(path.parent.name).encode())
+                               .hexdigest(), 16) % 10_000 < cfg.val_fraction * 10_000
+                split = "validation" if held_out else "train"
+                for i, doc in enumerate(docstrings(path, cfg.min_chars)):
+                    digest = hashlib.sha1(doc.encode()).digest()
+                    if digest in seen:
+                        continue
+                    seen.add(digest)
+                    key = f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}-{i}"
+                    writers[split].write({"__key__": key.replace(".", "_"), "txt": doc})
+                    counts[split] += 1
+                    chars[split] += len(doc)
+                    bar.update(len(doc))
+                if sum(chars.values()) >= budget:
+                    break
+        finally:
+            bar.close()
+            for w in writers.values():
+                w.close()
+        info = {"name": "text-sample", "documents": counts, "characters": chars,
+                "python": sys.version.split()[0], "config": vars(cfg)}
+        (out / "info.json").write_text(json.dumps(info, indent=2))
+        return info
