@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=["hf", "modalzoo"], default="hf")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--arch", help="transformers architecture (default: from the recipe's targets); "
+    p.add_argument("--arch", help="transformers architecture (default: the one matching the model); "
                                   "'vit' exports one image stream's encoder as ViTModel")
     p.add_argument("--stream", help="with --arch vit: the image stream to export")
     p.add_argument("--step", type=int, help="which checkpoint (default: the newest complete one)")

@@ -1,6 +1,6 @@
-"""The install CI tests is the one a fresh clone gets: the ABI-tied torch family loads together with the libraries
-that import it, and requirements/lock.txt agrees with pyproject.toml. (That the installed family is the pinned one is
-checked once at session start, in conftest.py.)"""
+"""A fresh clone installs what CI tested: the ABI-tied torch family loads together with the libraries that import it,
+and requirements/lock.txt agrees with pyproject.toml. (That the installed family is the pinned one is checked once at
+session start, in conftest.py.)"""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def loads_in_one_line():
     except (ImportError, OSError) as err:
         cause = f" ({err.__cause__})" if err.__cause__ else ""
         versions = ", ".join(f"{n} {metadata.version(n)}" for n in TORCH_FAMILY)
-        pytest.fail(f"does not load on {versions}: {err}{cause}", pytrace=False)
+        raise pytest.fail.Exception(f"does not load on {versions}: {err}{cause}", pytrace=False) from None
 
 
 def test_torchaudio_loads_on_this_torch():

@@ -114,17 +114,43 @@ def exercise_sample_data(kind, name, fixtures):
     SAMPLE_DATA_HARNESS[name](kind, name, fixtures)
 
 
+def exercise_pack_text(packer, tmp_path):
+    (tmp_path / "a.txt").write_text("one document\n\nanother one\n")
+    assert packer.pack([tmp_path / "a.txt"], tmp_path / "out").startswith("packed 2 train / 0 validation")
+    data = REGISTRIES["dataset"].build({"name": "text", "path": str(tmp_path / "out")})
+    assert list(data.texts("train")) == ["one document", "another one"]
+
+
+def exercise_pack_images(packer, tmp_path):
+    from PIL import Image
+    for cls in ("cat", "dog"):
+        (tmp_path / "tree" / cls).mkdir(parents=True)
+        Image.new("RGB", (6, 6)).save(tmp_path / "tree" / cls / "a.png")
+    assert packer.pack([tmp_path / "tree"], tmp_path / "out").startswith("packed 2 train / 0 test images")
+    data = REGISTRIES["dataset"].build({"name": "image_text", "path": str(tmp_path / "out"), "captions": False,
+                                        "num_workers": 0, "val_split": "train", "image_size": 6})
+    assert data.prepare(None).get("classes") == ["cat", "dog"]
+    assert next(iter(data.loader("val", 2, [], seed=0, train=False)))["class_id"].tolist() == [0, 1]
+
+
+PACKER_HARNESS = {"pack-text": exercise_pack_text, "pack-images": exercise_pack_images}
+
+
+def exercise_packer(kind, name, fixtures):
+    PACKER_HARNESS[name](REGISTRIES[kind].build({"name": name}), fixtures["tmp_path"])
+
+
 HARNESS = {kind: exercise_model_component for kind in MODEL_KINDS} | {
     "tokenizer": exercise_tokenizer, "dataset": exercise_dataset, "optimizer": exercise_optimizer,
-    "scheduler": exercise_scheduler, "sample_data": exercise_sample_data}
+    "scheduler": exercise_scheduler, "sample_data": exercise_sample_data, "packer": exercise_packer}
 
 
 def test_every_component_has_a_harness():
-    per_name = {"dataset": DATASET_HARNESS, "sample_data": SAMPLE_DATA_HARNESS}
+    per_name = {"dataset": DATASET_HARNESS, "sample_data": SAMPLE_DATA_HARNESS, "packer": PACKER_HARNESS}
     missing = [(k, n) for k, n in ALL if k not in HARNESS or (k in MODEL_KINDS and (k, n) not in COVERS)
                or (k in per_name and n not in per_name[k])]
     assert not missing, (f"registered without a test harness: {missing} (add them to tests/tiny_models.py, "
-                         "DATASET_HARNESS or SAMPLE_DATA_HARNESS)")
+                         "DATASET_HARNESS, SAMPLE_DATA_HARNESS or PACKER_HARNESS)")
 
 
 @pytest.mark.parametrize("kind,name", ALL, ids=[f"{k}:{n}" for k, n in ALL])

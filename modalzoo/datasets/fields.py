@@ -76,8 +76,10 @@ class DataContext:
         """Every field's Hugging Face preprocessing files. ``styles`` maps a field kind to its style
         ("text": "bert" | "roberta" | "clip", "image": "vit" | "clip"); fields of a kind it does not name
         write nothing. None: every field writes its default (modalzoo-format) files."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         for name, field_ in self.fields.items():
             if styles is None or field_.kind in styles:
-                written += field_.files(self.states[name], Path(out), None if styles is None else styles[field_.kind])
+                written += field_.files(self.states[name], out, None if styles is None else styles[field_.kind])
         return written

@@ -91,8 +91,11 @@ class ShardWriter:
         else:
             if not self.group:
                 self.group_start = self.count
-            text = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in fields.items()}
-            if not all(isinstance(v, str) for v in text.values()):
+            try:
+                text = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in fields.items()}
+            except UnicodeDecodeError:
+                text = {}
+            if not text or not all(isinstance(v, str) for v in text.values()):
                 raise ModalzooError(f"sample {sample.get('__key__')}: only text fields can share a tar member")
             self.group.append(json.dumps(text, ensure_ascii=False).encode("utf-8") + b"\n")
             self.group_bytes += len(self.group[-1])

@@ -99,7 +99,7 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
                                     "whole model")
             chosen, verified = None, {}
             _write_modalzoo(run, tmp)
-        _write_preprocessing(run.data_ctx, chosen.preprocessing if chosen else _own_format_styles(run.prep), tmp)
+        _write_preprocessing(run.data_ctx, chosen.preprocessing if chosen else None, tmp)
         figures = [name for name in FIGURES if (run.run_dir / name).exists()]
         for name in figures:
             shutil.copy(run.run_dir / name, tmp / name)
@@ -160,7 +160,7 @@ def _write_modalzoo(run: RunForExport, out: Path) -> None:
     save_file(weights, out / "model.safetensors", metadata={"format": "modalzoo", "step": str(run.step)})
 
 
-def _write_preprocessing(run: RunForExport, styles: Mapping[str, str] | None, out: Path) -> None:
+def _write_preprocessing(data_ctx: DataContext, styles: Mapping[str, str] | None, out: Path) -> None:
     """The tokenizer and image-processor files in the architecture's styles (``{"text": ..., "image": ...}``;
     a kind it does not name gets none); ``None`` (modalzoo format): each field's default files."""
-    run.data_ctx.write_files(out, None if styles is None else dict(styles))
+    data_ctx.write_files(out, None if styles is None else dict(styles))

@@ -29,6 +29,7 @@ class CausalLM(Target):
     """Next-token loss (GPT) or decoder target-token loss (T5); packed documents never predict across."""
 
     Config = CLMConfig
+    pipeline_tag = "text-generation"      # the Hub task of a modalzoo-format export (hub/card.py)
 
     def __init__(self, cfg: CLMConfig, streams: nn.ModuleDict):
         super().__init__(cfg, streams)

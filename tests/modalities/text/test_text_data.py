@@ -130,3 +130,44 @@ def test_unreadable_text_shard_is_a_clear_error(tmp_path):
     bad.write_bytes(b"<html>404 not found</html>" * 40)
     with pytest.raises(ModalzooError, match=r"shard-000000\.tar is not a readable tar file"):
         TextData(TextDataConfig(path=str(tmp_path))).shards("train")
+
+
+def test_grouped_shards_are_compact_and_read_like_a_member_per_document(text_sample, tmp_path):
+    """Text writers group documents into `N.samples.jsonl` members: ~1.05x the text instead of ~2.3x for a
+    tar member per document (the old layout, still read), into the same documents and the same batches."""
+    texts = list(TextData(TextDataConfig(path=str(text_sample))).texts("train"))
+    raw = sum(len(t.encode()) for t in texts)
+
+    def write(root, per_member, max_count):
+        with shards.ShardWriter(root, "train", max_count=max_count, per_member=per_member) as writer:
+            for i, text in enumerate(texts):
+                writer.write({"__key__": f"doc{i}", "txt": text})
+        return sum(p.stat().st_size for p in (root / "train").glob("*.tar"))
+
+    assert write(tmp_path / "grouped", 1000, 10_000) <= 1.1 * raw < write(tmp_path / "one-shard", 1, 10_000) / 2
+    write(tmp_path / "single", 1, 100)                  # the fixture's shard boundaries, a member per document
+    cfg = {"seq_len": 32, "num_workers": 0, "tokenizer": {"name": "wordpiece", "vocab_size": 500}}
+    TextData(TextDataConfig(path=str(text_sample), **cfg)).prepare(tmp_path)      # saves tmp_path/tokenizer.json
+    cfg["tokenizer"] = {"name": "wordpiece", "path": str(tmp_path / "tokenizer.json")}
+    batches = []
+    for root in (text_sample, tmp_path / "single"):
+        data = TextData(TextDataConfig(path=str(root), **cfg))
+        data.prepare(None)
+        assert list(data.texts("train")) == texts
+        batches.append([b for _, b in zip(range(12), data.loader("train", 4, [], seed=5, train=True))])
+    for a, b in zip(*batches, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_context_restores_the_runs_tokenizer_without_shards(text_sample, tmp_path):
+    cfg = {"seq_len": 48, "tokenizer": {"name": "wordpiece", "vocab_size": 500}}
+    tok = TextData(TextDataConfig(path=str(text_sample), **cfg)).prepare(tmp_path).tokenizer
+    ctx = TextData(TextDataConfig(path=str(tmp_path / "gone"), **cfg)).context(tmp_path)
+    assert ctx.tokenizer.encode("Return the items.") == tok.encode("Return the items.")
+    assert ctx.get("tokenizer_name") == "wordpiece" and ctx.get("seq_len") == 48
+    written = ctx.write_files(tmp_path / "hf")                       # modalzoo format: WordPiece -> bert files
+    assert {p.name for p in written} == {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    config = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "BertTokenizer" and config["model_max_length"] == 48
+    assert ctx.write_files(tmp_path / "none", {"image": "vit"}) == []
+    assert TextData(TextDataConfig(**cfg)).context(tmp_path / "no-run").tokenizer is None

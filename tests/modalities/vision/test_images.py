@@ -328,3 +328,18 @@ def test_pack_images_cli(tmp_path, capsys):
     assert "packed 6 train / 0 test images" in capsys.readouterr().out
     assert main(["data", "pack-images", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_context_restores_sizes_classes_and_writes_processor_files(digits, tmp_path):
+    cfg = ImageTextDataConfig(path=str(digits), image_size=24, num_workers=0, tokenizer=SMALL_TOKENIZER)
+    ImageTextData(cfg).prepare(tmp_path)
+    ctx = ImageTextData(cfg).context(tmp_path)
+    assert ctx.get("image_size") == 24 and ctx.get("mean") == CLIP_MEAN and ctx.get("classes") == DIGIT_WORDS
+    assert ctx.tokenizer is not None and ctx.get("seq_len") == 32
+    names = {p.name for p in ctx.write_files(tmp_path / "all")}
+    assert names == {"preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    [only] = ctx.write_files(tmp_path / "clip", {"image": "clip"})
+    config = json.loads(only.read_text())
+    assert config["image_processor_type"] == "CLIPImageProcessor" and config["crop_size"]["height"] == 24
+    plain = ImageTextData(ImageTextDataConfig(path=str(tmp_path / "gone"), captions=False)).context(tmp_path)
+    assert plain.tokenizer is None and plain.get("seq_len") is None and plain.get("classes") is None
