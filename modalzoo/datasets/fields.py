@@ -40,7 +40,7 @@ class Field(Protocol):
         """One sample's value; raising skips the sample and counts it."""
 
     def collate(self, values: list, state: Any) -> dict[str, torch.Tensor]:
-        """A batch's values as tensors."""
+        """A batch's values as tensors (not called for a field with its own ``batches()``)."""
 
     def count(self, batch: dict[str, torch.Tensor]) -> int:
         """How many ``unit`` a batch holds."""

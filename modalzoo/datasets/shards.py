@@ -6,7 +6,7 @@ to (rank, worker) slots, so within an epoch every sample is read exactly once.
 Two layouts, read alike: one tar member per sample field (``KEY.txt``, ``KEY.png``: webdataset's own,
 what images use), and for text several samples in one member, ``N.samples.jsonl``, one JSON object of a
 sample's fields per line. Every tar member costs a 512-byte header plus padding to 512 bytes, which
-for a docstring of ~600 bytes more than doubled the shards; grouped, they are ~1.04x the text.
+for docstrings of ~600 bytes made the shards 2.3x the text; grouped, 1.06x (JSON escapes included).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ..errors import ModalzooError
 GROUP_KEY = "samples.jsonl"          # the tar extension of a member that holds many samples, one per line
 SAMPLES_PER_MEMBER = 1000            # text writers group this many samples per member ...
 MEMBER_BYTES = 4 << 20               # ... or fewer, to keep a member (read whole) under about this size
+
 _VERIFIED: set[tuple[str, int, int]] = set()     # (path, mtime_ns, size) of shards read fine in this process
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from ..datasets.fields import DataContext
 from ..errors import ModalzooError
-from ..registry import DATASETS, TOKENIZERS, to_plain
+from ..registry import DATASETS, to_plain
 from ..training.runs import load_run_model
 from . import architecture
 from .architecture import Architecture
@@ -31,45 +31,22 @@ FIGURES = ("loss_curve.png", "zero_shot_confusion.png", "mae_reconstructions.png
 
 
 @dataclass
-class Preprocessing:
-    """What the run's data path does to raw inputs, as the exporter needs it (from the run's data config)."""
-    tokenizer: object | None = None           # modalities.text.tokenizers.TextTokenizer
-    tokenizer_name: str | None = None         # registered name: wordpiece | bytelevel_bpe
-    seq_len: int | None = None
-    image_size: int | None = None
-    mean: list[float] = field(default_factory=list)
-    std: list[float] = field(default_factory=list)
-
-
-@dataclass
 class RunForExport:
     run_dir: Path
     cfg: DictConfig
     model: torch.nn.Module
     checkpoint: Path
     step: int
-    prep: Preprocessing
-    data_ctx: DataContext                     # what the dataset offers (class names and prompts for the card)
+    data_ctx: DataContext                     # the run's data states: tokenizer, sizes, class names and prompts
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> RunForExport:
-    """A run's config, model with the chosen (default: newest) checkpoint's weights, and preprocessing."""
+    """A run's config, model with the chosen (default: newest) checkpoint's weights, and its data states
+    restored from the run directory (tokenizer.json, the data config): the shards need not be here."""
     run_dir = Path(run_dir)
     cfg, model, checkpoint, step = load_run_model(run_dir, step)
     data_ctx = DATASETS.build(cfg.data, "data").context(run_dir) if cfg.get("data") else DataContext()
-    return RunForExport(run_dir, cfg, model, checkpoint, int(step), preprocessing(cfg, run_dir), data_ctx)
-
-
-def preprocessing(cfg: DictConfig, run_dir: Path) -> Preprocessing:
-    """The run's data options (its dataset's config, defaults filled in) and its saved tokenizer."""
-    data = DATASETS.make_config(to_plain(cfg.data), "data") if cfg.get("data") else None
-    prep = Preprocessing(seq_len=getattr(data, "seq_len", None), image_size=getattr(data, "image_size", None),
-                         mean=list(getattr(data, "mean", [])), std=list(getattr(data, "std", [])))
-    spec = getattr(data, "tokenizer", None)
-    if spec and (run_dir / "tokenizer.json").exists():
-        prep.tokenizer = TOKENIZERS.build(spec, "data.tokenizer").load(run_dir / "tokenizer.json")
-        prep.tokenizer_name = spec["name"]
-    return prep
+    return RunForExport(run_dir, cfg, model, checkpoint, int(step), data_ctx)
 
 
 def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: str | None = None,
@@ -99,7 +76,8 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
                                     "whole model")
             chosen, verified = None, {}
             _write_modalzoo(run, tmp)
-        _write_preprocessing(run.data_ctx, chosen.preprocessing if chosen else None, tmp)
+        # the tokenizer / image-processor files: in the architecture's styles, or each field's default
+        run.data_ctx.write_files(tmp, None if chosen is None else dict(chosen.preprocessing))
         figures = [name for name in FIGURES if (run.run_dir / name).exists()]
         for name in figures:
             shutil.copy(run.run_dir / name, tmp / name)
@@ -121,7 +99,7 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
 def _write_hf(run: RunForExport, arch: Architecture, spec: dict, stream: str | None, out: Path) -> dict[str, float]:
     import transformers
     try:
-        kwargs = arch.hf_config(spec, stream, run.prep)
+        kwargs = arch.hf_config(spec, stream, run.data_ctx)
     except ModalzooError as err:
         raise ModalzooError(f"--format hf cannot export this run as transformers.{arch.model_class}: {err}. "
                             f"--format modalzoo exports any run") from None
@@ -141,7 +119,7 @@ def _write_hf(run: RunForExport, arch: Architecture, spec: dict, stream: str | N
             transformers.utils.logging.enable_progress_bar()
     if type(loaded).__name__ != arch.model_class:
         raise ModalzooError(f"{arch.auto_class} loaded {type(loaded).__name__}, not {arch.model_class}")
-    diffs = arch.compare(run.model, loaded, spec, stream, run.prep)
+    diffs = arch.compare(run.model, loaded, spec, stream, run.data_ctx)
     worst = max(diffs.values())
     if not worst <= TOLERANCE:
         raise ModalzooError(f"the exported {arch.model_class} differs from the zoo model by {worst:.3g} "
@@ -158,9 +136,3 @@ def _write_modalzoo(run: RunForExport, out: Path) -> None:
     (out / "config.json").write_text(json.dumps(config, indent=2))
     weights = {k: v.detach().contiguous().cpu() for k, v in run.model.state_dict().items()}
     save_file(weights, out / "model.safetensors", metadata={"format": "modalzoo", "step": str(run.step)})
-
-
-def _write_preprocessing(data_ctx: DataContext, styles: Mapping[str, str] | None, out: Path) -> None:
-    """The tokenizer and image-processor files in the architecture's styles (``{"text": ..., "image": ...}``;
-    a kind it does not name gets none); ``None`` (modalzoo format): each field's default files."""
-    data_ctx.write_files(out, None if styles is None else dict(styles))

@@ -88,7 +88,7 @@ def fake_run(root: Path, arch: str, extra=(), sharded: bool = False, edit=None) 
 
 def zoo_model(run_dir: Path):
     run = export_mod.load_run(run_dir)
-    return run.model, run.cfg, run.prep
+    return run.model, run.cfg, run.data_ctx
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -111,8 +111,8 @@ def zoo_pixels(images: list[Image.Image], prep) -> torch.Tensor:
     for img in images:
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        pixels = decode_image(buf.getvalue(), prep.image_size).float() / 255
-        mean, std = torch.tensor(prep.mean)[:, None, None], torch.tensor(prep.std)[:, None, None]
+        pixels = decode_image(buf.getvalue(), prep.get("image_size")).float() / 255
+        mean, std = torch.tensor(prep.get("mean"))[:, None, None], torch.tensor(prep.get("std"))[:, None, None]
         out.append((pixels - mean) / std)
     return torch.stack(out)
 
@@ -194,7 +194,7 @@ def test_clip_export_loads_in_transformers_and_imports_back(tmp_path):
     prompts = ["a photo of the number seven.", "", "seven " * 30]
     images = photos()
     inputs = processor(text=prompts, images=images, return_tensors="pt", padding="max_length", truncation=True)
-    want = encode_texts(prep.tokenizer, prompts, prep.seq_len)
+    want = encode_texts(prep.tokenizer, prompts, prep.get("seq_len"))
     assert torch.equal(inputs["input_ids"], want["input_ids"])
     assert torch.equal(inputs["attention_mask"].bool(), want["attention_mask"])
     assert max_diff(inputs["pixel_values"], zoo_pixels(images, prep)) <= 1e-5

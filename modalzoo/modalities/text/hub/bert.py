@@ -207,9 +207,9 @@ def _config(arch: str):
         if tok is None:
             raise ModalzooError(f"{arch} export needs the run's tokenizer.json")
         want = "wordpiece" if arch == "bert" else "bytelevel_bpe"
-        if prep.tokenizer_name != want:
+        if prep.get("tokenizer_name") != want:
             raise ModalzooError(f"{arch} export needs a {want} tokenizer; data.tokenizer.name is "
-                                f"{prep.tokenizer_name!r}")
+                                f"{prep.get('tokenizer_name')!r}")
         if arch == "roberta" and tok.pad_id != 1:     # RoBERTa's positions count from padding_idx + 1 = 2
             raise ModalzooError(f"roberta needs the pad token at id 1, the tokenizer has it at {tok.pad_id} "
                                 f"(data.tokenizer.specials_at_end must be false)")
