@@ -103,13 +103,22 @@ def _packer_parser(data_sub, entry, fmt) -> None:
                             epilog=f"example:\n  {entry.cls.example}")
     p.add_argument("sources", nargs="+", type=Path, metavar=entry.cls.inputs)
     p.add_argument("--out", type=Path, required=True)
+    import yaml
+
     hints = typing.get_type_hints(entry.config)
     for f in dataclasses.fields(entry.config):
+        if f.name in ("sources", "out"):
+            raise ValueError(f"packer '{entry.name}': its config field '{f.name}' would shadow the command's own")
         hint, choices = hints[f.name], None
         if typing.get_origin(hint) is typing.Literal:
             choices = list(typing.get_args(hint))
             hint = type(choices[0])
-        p.add_argument("--" + f.name.replace("_", "-"), type=hint, choices=choices, default=f.default,
+        # int / float / str parse as themselves; anything else (bool, lists, optionals) as a YAML value, so
+        # that `--flag false` is False; the registry then validates the whole config as for any component.
+        parse = hint if hint in (int, float, str) else yaml.safe_load
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        p.add_argument("--" + f.name.replace("_", "-"), type=parse, choices=choices, default=default,
                        help=f.metadata.get("help"))
 
 

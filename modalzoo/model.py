@@ -85,7 +85,7 @@ class PretrainModel(nn.Module):
     def _bind_driven_streams(self) -> frozenset[str]:
         """The streams targets run themselves (`Target.driven_streams`), checked; each target gets
         `run_stream` (a plain attribute, not a submodule: the streams stay registered once, here)."""
-        driven = set()
+        driven: dict[str, str] = {}
         for target_name, target in self.targets.items():
             for name in target.driven_streams():
                 if name not in self.streams:
@@ -93,7 +93,12 @@ class PretrainModel(nn.Module):
                     raise ConfigError(f"target 'model.targets.{target_name}' drives stream '{name}', but the model "
                                       f"has no such stream" + (f"; did you mean '{hint}'?" if hint else "")
                                       + f" The model's streams: {', '.join(self.streams)}")
-                driven.add(name)
+                if name in driven:            # two targets would each run it: twice the work, two outputs
+                    raise ConfigError(f"stream '{name}' is driven by two targets, 'model.targets.{driven[name]}' "
+                                      f"and 'model.targets.{target_name}'; one target drives a stream")
+                driven[name] = target_name
+            # A bound method, so `copy.deepcopy(model)` rebinds it to the copy. It makes a model <-> target
+            # cycle: after `del model`, memory returns at the next cyclic collection (`gc.collect()`).
             target._run_stream = self.run_stream
         return frozenset(driven)
 

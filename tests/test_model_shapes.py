@@ -31,7 +31,7 @@ def test_shape_trains_one_step(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_timm_tower_in_place_of_the_zoo_vit():
+def test_timm_encoder_in_place_of_the_zoo_vit():
     model, batch, out = forward_backward("clip_timm")
     encoder = model.streams["image"].encoder
     assert encoder.model.__class__.__module__.startswith("timm.")

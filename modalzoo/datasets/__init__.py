@@ -1,2 +1,2 @@
-"""Data: offline sample builders, webdataset shard writing/reading, packing. (Never imported as a
+"""Data: webdataset shard writing/reading, the shard dataset and its fields. (Never imported as a
 top-level `datasets`, so it does not shadow Hugging Face's package.)"""

@@ -67,13 +67,18 @@ class FieldBatcher:
                                 f"field (have {list(fields)})")
         self.own = own[0] if own else None
         self.empty_epochs = 0
+        self.first_error: str | None = None      # why the first skipped sample was skipped, for error messages
 
     def decoded(self, samples: Iterable[dict], skips: SkipCounter) -> Iterator[dict]:
         for sample in samples:
             try:
                 values = {name: f.decode(sample, self.states[name]) for name, f in self.fields.items()}
-            except Exception:              # PIL raises OSError, SyntaxError, ValueError, zlib errors, ...
+            except ModalzooError:          # the configuration or the code, not the sample: stop
+                raise
+            except Exception as err:       # PIL raises OSError, SyntaxError, ValueError, zlib errors, ...
                 skips.skipped += 1
+                if self.first_error is None:
+                    self.first_error = f"sample {sample.get('__key__')}: {type(err).__name__}: {err}"
                 continue
             yield values
 
@@ -96,14 +101,20 @@ class FieldBatcher:
         for batch in self.batches(samples, skips):
             made, self.empty_epochs = True, 0
             yield batch
-        if made or not self.drop_last:
+        if made:
+            return
+        why = f"; the first: {self.first_error}" if self.first_error else ""
+        if not self.drop_last:             # one pass (validation): every sample it read was unreadable
+            if skips.skipped:
+                raise ModalzooError(f"a data reader (rank x loader worker) skipped all {skips.skipped} samples "
+                                    f"of its shards as unreadable{why}")
             return
         self.empty_epochs += 1
         if self.empty_epochs >= MAX_EMPTY_EPOCHS:
             rows = next(iter(self.fields.values())).rows
             raise ModalzooError(
                 f"a data reader (rank x loader worker) made no full batch of {self.batch_size} {rows} in "
-                f"{self.empty_epochs} epochs of its shards ({skips.skipped} samples skipped as unreadable); "
+                f"{self.empty_epochs} epochs of its shards ({skips.skipped} samples skipped as unreadable{why}); "
                 "use a smaller batch_size, fewer data.num_workers or more shards, or check the data")
 
 
@@ -144,6 +155,8 @@ class ShardDataset:
             for sample in samples:
                 try:
                     value = text.decode(sample, None)
+                except ModalzooError:
+                    raise
                 except Exception:
                     skips.skipped += 1
                     continue

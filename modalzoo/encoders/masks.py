@@ -104,7 +104,7 @@ class RealPositions:
 def is_right_padded(pad_mask: Tensor) -> bool:
     """Whether every row of a [B, L] padding mask (True = real) is real tokens followed only by pads.
 
-    A host sync on an accelerator: callers check it where it is cheap (CPU), see `modalities/text.py`.
+    A host sync on an accelerator: callers check it where it is cheap (CPU), see `modalities/text/embedding.py`.
     """
     return not bool((pad_mask[:, 1:] & ~pad_mask[:, :-1]).any())     # no real token after a pad
 

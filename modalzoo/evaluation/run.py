@@ -101,7 +101,7 @@ def format_table(result: dict) -> str:
             cols.insert(0, (value["baseline"]["label"], value["baseline"]["metrics"]))
     keys = sorted({k for _, c in cols for k in c if isinstance(c.get(k), (int, float))},
                   key=lambda k: (k != "loss", k))
-    width = max(len(k) for k in keys) + 2
+    width = max((len(k) for k in keys), default=6) + 2
     lines = [f"validation metrics, {result['run_dir']}",
              "metric".ljust(width) + "".join(title.rjust(18) for title, _ in cols)]
     for key in keys:

@@ -27,7 +27,6 @@ from .architecture import Architecture
 from .card import write_card
 
 TOLERANCE = 1e-4        # max |difference| between the zoo model and the exported one, fp32
-FIGURES = ("loss_curve.png", "zero_shot_confusion.png", "mae_reconstructions.png")
 
 
 @dataclass
@@ -67,6 +66,9 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
     try:
         if format == "hf":
             chosen = architecture.get(arch) if arch else architecture.detect(model_spec)
+            if stream and chosen.whole_model:
+                raise ModalzooError(f"--stream picks the one stream a single-stream architecture exports (--arch "
+                                    f"vit); {chosen.name} exports the whole model")
             verified = _write_hf(run, chosen, model_spec, stream, tmp)
             echo(f"verified against transformers.{chosen.model_class}: "
                  + ", ".join(f"max |Δ {k}| = {v:.2g}" for k, v in verified.items()))
@@ -78,7 +80,7 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
             _write_modalzoo(run, tmp)
         # the tokenizer / image-processor files: in the architecture's styles, or each field's default
         run.data_ctx.write_files(tmp, None if chosen is None else dict(chosen.preprocessing))
-        figures = [name for name in FIGURES if (run.run_dir / name).exists()]
+        figures = sorted(p.name for p in run.run_dir.glob("*.png"))      # the run's loss curve and report figures
         for name in figures:
             shutil.copy(run.run_dir / name, tmp / name)
         write_card(tmp, run, format, chosen, figures, verified, repo_id=push)

@@ -1,4 +1,5 @@
-"""The machinery shared by the vision and CLIP weight mappings (`vit`, `vit_mae`, `clip`).
+"""The machinery shared by the weight mappings (`modalities/text/hub/bert.py`,
+`modalities/vision/hub/{vit,vit_mae,clip}.py`).
 
 A mapping is a table of name templates, zoo name -> source name(s), each optionally with a reshape:
 

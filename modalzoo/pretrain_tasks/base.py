@@ -11,6 +11,8 @@ from ..datasets.fields import DataContext
 from ..errors import ModalzooError
 from ..tokens import Tokens
 
+IGNORE = -100                        # label of a position no target predicts (torch's cross_entropy default)
+
 
 @dataclass
 class TargetConfig:

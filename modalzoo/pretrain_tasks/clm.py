@@ -12,9 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import TARGETS
-from .base import StreamOutput, Target, TargetConfig, TaskOutput
-
-IGNORE = -100
+from .base import IGNORE, StreamOutput, Target, TargetConfig, TaskOutput
 
 
 @dataclass

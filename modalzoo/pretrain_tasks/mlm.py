@@ -14,9 +14,7 @@ from ..datasets.fields import DataContext
 from ..encoders.blocks import ACTIVATIONS, make_norm
 from ..encoders.masks import RealPositions
 from ..registry import TARGETS
-from .base import StreamOutput, Target, TargetConfig, TaskOutput
-
-IGNORE = -100
+from .base import IGNORE, StreamOutput, Target, TargetConfig, TaskOutput
 
 
 @dataclass

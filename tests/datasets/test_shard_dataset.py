@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,3 +139,41 @@ def test_a_corrupt_line_of_a_grouped_member_is_skipped_and_counted(tmp_path):
     stream = ShardStream([str(shard)], lambda samples, k: (s["txt"] for s in samples), shuffle=False, repeat=False)
     assert list(stream.raw_batches(0, 1, skips)) == ["first", "last"]
     assert skips.skipped == 3
+
+
+def test_a_split_whose_every_sample_is_unreadable_is_an_error_naming_the_first(tmp_path):
+    write_numbers(tmp_path, "validation", ["x", "y"])
+    data = Numbers(ShardDataConfig(path=str(tmp_path), num_workers=0))
+    data.prepare(None)
+    with pytest.raises(ModalzooError, match=r"skipped all 2 samples.*the first: sample n0000: ValueError"):
+        list(data.loader("val", 2, [], seed=0, train=False))
+
+
+def test_a_configuration_error_inside_decode_is_not_a_skipped_sample(tmp_path):
+    class Strict(NumberField):
+        def decode(self, sample, state):
+            raise ModalzooError("data.number.unit: unknown unit 'parsecs'")
+
+    class StrictNumbers(Numbers):
+        def make_fields(self):
+            return {"number": Strict()}
+
+    write_numbers(tmp_path, "validation", ["1", "2"])
+    data = StrictNumbers(ShardDataConfig(path=str(tmp_path), num_workers=0))
+    data.prepare(None)
+    with pytest.raises(ModalzooError, match="unknown unit 'parsecs'"):
+        list(data.loader("val", 2, [], seed=0, train=False))
+
+
+def test_a_truncated_shard_warns_that_grouped_documents_are_lost(tmp_path):
+    with ShardWriter(tmp_path / "full", "train", per_member=1000) as writer:
+        for i in range(2500):
+            writer.write({"__key__": f"d{i}", "txt": f"document number {i}"})
+    whole = (tmp_path / "full" / "train" / "shard-000000.tar").read_bytes()
+    (tmp_path / "cut" / "train").mkdir(parents=True)
+    (tmp_path / "cut" / "train" / "shard-000000.tar").write_bytes(whole[:len(whole) // 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                          # intact: no warning
+        assert shards.list_shards(tmp_path / "full", "train")
+    with pytest.warns(UserWarning, match="shard-000000.tar is truncated"):
+        shards.list_shards(tmp_path / "cut", "train")

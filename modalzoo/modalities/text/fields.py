@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from ...datasets.dataset import chunks
-from ...datasets.packing import SpecialIds, chunk_document, pack, pad_batch, stack
 from ...registry import TOKENIZERS
+from .packing import SpecialIds, chunk_document, pack, pad_batch, stack
 from .tokenizers import TextTokenizer, load_or_train
 
 
@@ -77,7 +77,10 @@ class TextField:
 
     def prepare(self, data, run_dir: Path | None) -> TextState:
         cfg = data.cfg
-        tok = load_or_train(dict(self.tokenizer), run_dir, Path(cfg.path) / "tokenizers", [self.train_docs],
+        # The split is part of the cache key (another split, another tokenizer); left out for the default
+        # split so that tokenizers cached before it was added are still found.
+        key = [self.train_docs] + ([cfg.train_split] if cfg.train_split != "train" else [])
+        tok = load_or_train(dict(self.tokenizer), run_dir, Path(cfg.path) / "tokenizers", key,
                             lambda: data.texts(cfg.train_split, self.train_docs),
                             f"no text documents in {cfg.path}/{cfg.train_split}")
         return TextState(tok, self.tokenizer["name"], self.seq_len)

@@ -11,7 +11,7 @@ import re
 import torch
 
 from ...evaluation.run import LoadedRun, Report
-from ...pretrain_tasks.mlm import IGNORE
+from ...pretrain_tasks.base import IGNORE
 
 
 def unigram_counts(run: LoadedRun, batches: int) -> torch.Tensor:
@@ -86,8 +86,7 @@ def mlm_applies(run: LoadedRun, target_name: str) -> bool:
     if target.registered_name != "mlm":
         return False
     stream = run.model.streams[target.cfg.stream]
-    return (stream.embedding.registered_name == "token" and run.data_ctx.tokenizer is not None
-            and hasattr(run.data, "texts"))
+    return stream.embedding.registered_name == "token" and run.data_ctx.tokenizer is not None
 
 
 def mlm_report(run: LoadedRun, target_name: str, batches: int) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,12 @@ class TextTokenizer:
         return self.tokenizer.id_to_token(i)
 
     def save(self, path: str | Path) -> None:
-        self.tokenizer.save(str(path))
+        """Written to a temporary name and renamed: ranks that train the same cached tokenizer at once, or
+        an interrupted run, never leave a half-written file for the next run to load."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tokenizer.save(str(tmp))
+        os.replace(tmp, path)
 
 
 @dataclass

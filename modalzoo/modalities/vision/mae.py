@@ -1,6 +1,6 @@
 """Masked autoencoding of images (MAE, He et al. 2021).
 
-The patch embedding hides a random 75% of patches per sample (`modalities/vision.py`), the encoder sees
+The patch embedding hides a random 75% of patches per sample (`modalities/vision/embedding.py`), the encoder sees
 only the visible ones; the `mae` target embedding projects them to the decoder width, puts mask tokens
 back in the hidden places and adds the decoder's positions; the light decoder (the shared Transformer,
 without cross-attention) runs over all patches; the `mae` target predicts the hidden patches' pixels.

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...errors import ModalzooError
 from ...evaluation.run import LoadedRun, Report
 from ...model import build_model
 from ...pretrain_tasks.contrastive import pool
@@ -30,8 +31,14 @@ IMAGE_EMBEDDINGS = ("patch", "pixels")        # this modality's embeddings that 
 
 
 def target_streams(target) -> list[str]:
-    """The streams a target reads (contrastive: two; mlm/mae: one)."""
-    return list(target.cfg.streams) if hasattr(target.cfg, "streams") else [target.cfg.stream]
+    """The streams a target reads (contrastive: two; mlm/mae: one; a target with neither option: none).
+    Never raises: every report's `applies` calls it for every target of every run."""
+    cfg = getattr(target, "cfg", None)
+    streams = getattr(cfg, "streams", None)
+    if streams:
+        return list(streams)
+    stream = getattr(cfg, "stream", None)
+    return [stream] if isinstance(stream, str) else []
 
 
 def image_streams(run: LoadedRun, target_name: str) -> list[str]:
@@ -63,7 +70,9 @@ def features(model, stream_name: str, loader, device, max_batches: int = MAX_BAT
             labels.append(batch["class_id"])
     finally:
         stream.embedding.apply_mask = masking
-    return torch.cat(feats), torch.cat(labels)
+    feats, labels = torch.cat(feats), torch.cat(labels)
+    labelled = labels >= 0                     # class id -1: a sample without a class (pack-images listings)
+    return feats[labelled], labels[labelled]
 
 
 def linear_probe_accuracy(train_x, train_y, test_x, test_y) -> float:
@@ -132,10 +141,14 @@ def zero_shot(run: LoadedRun, target_name: str, max_batches: int = MAX_BATCHES) 
         predictions.append((f @ class_features.T).argmax(-1).cpu())
         truth.append(batch["class_id"])
     predictions, truth = torch.cat(predictions), torch.cat(truth)
+    labelled = (truth >= 0) & (truth < len(names))      # -1: no class; an id past classes.json: not scorable
+    predictions, truth = predictions[labelled], truth[labelled]
+    if not len(truth):
+        raise ModalzooError("zero-shot: no validation image has a class id among classes.json's classes")
     top1 = float((predictions == truth).float().mean())
     path = confusion_matrix_png(predictions, truth, names, run.run_dir / "zero_shot_confusion.png",
                                 f"zero-shot top-1 {top1:.1%} on {len(truth)} held-out images (step {run.step})")
-    return {"zero_shot_top1": top1, "confusion_matrix_png": str(path)}
+    return {"zero_shot_top1": top1, "zero_shot_chance": 1 / len(names), "confusion_matrix_png": str(path)}
 
 
 def confusion_matrix_png(pred, truth, names, out, title):
@@ -172,7 +185,7 @@ def reconstruction_grid(run: LoadedRun, target_name: str, count: int = 8) -> str
     generator = torch.Generator().manual_seed(run.cfg.seed)
     n = (pixels.shape[-1] // target.patch) ** 2
     noise = torch.rand(pixels.shape[0], n, generator=generator).to(run.device)
-    out = stream({"pixel_values": pixels, "mae_noise": noise})
+    out = stream({stream.embedding.cfg.key: pixels, "mae_noise": noise})
     pred = target.reconstruct(out.decoded)                                # [B, N, p*p*C]
     truth = patchify(pixels, target.patch)
     if target.cfg.norm_pix_loss:                                          # back to pixel space

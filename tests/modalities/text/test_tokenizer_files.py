@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, CLIPConfig, RobertaConfig
 
-from modalzoo.datasets.packing import SpecialIds, chunk_document, pad_batch
 from modalzoo.errors import ModalzooError
 from modalzoo.modalities.text.fields import encode_texts
 from modalzoo.modalities.text.hub.tokenizer_files import write_tokenizer_files
+from modalzoo.modalities.text.packing import SpecialIds, chunk_document, pad_batch
 from modalzoo.registry import TOKENIZERS
 
 WORDS = ["cat", "dog", "seven", "three", "digit", "Café", "naïve", "Straße", "東京"]

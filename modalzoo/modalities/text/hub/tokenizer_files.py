@@ -23,7 +23,7 @@ which loads ``tokenizer.json`` as it is. ``padding_side`` and ``truncation_side`
 What matches, ids and attention mask, token for token:
 
 - MLM text (bert/roberta): ``tok(texts)`` == the zoo's single-document encoding bos/[CLS] + tokens +
-  eos/[SEP] (`datasets/packing.py::chunk_document` with one chunk); ``tok(texts, truncation=True,
+  eos/[SEP] (`modalities/text/packing.py::chunk_document` with one chunk); ``tok(texts, truncation=True,
   max_length=L)`` == the zoo's *first* chunk of a document longer than ``L`` (the zoo trains on every
   chunk; HF truncates to the first). The zoo never makes a row from an empty document; HF encodes ""
   as [CLS] [SEP]. ``padding=True`` right-pads with the pad id and mask 0, as `pad_batch` does. (Packed

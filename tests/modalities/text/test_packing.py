@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from modalzoo.datasets.packing import SpecialIds, chunk_document, pack, pad_batch
+from modalzoo.modalities.text.packing import SpecialIds, chunk_document, pack, pad_batch
 
 SP = SpecialIds(pad=0, bos=2, eos=3)
 
