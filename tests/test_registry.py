@@ -1,6 +1,8 @@
 """Every registered component, of every kind, is built from a tiny config and exercised.
 
-Adding a component without a harness here fails `test_every_component_has_a_harness`.
+Model components run on the tiny shapes, datasets / sample builders / packers through the checks each
+modality's tests/modalities/<name>/harness.py defines. A component without one fails
+`test_every_component_has_a_harness`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 import modalzoo
+from harnesses import HARNESSES, merged
 from modalzoo.errors import ConfigError
 from modalzoo.model import build_model, import_components
 from modalzoo.registry import REGISTRIES, Registry
@@ -44,34 +47,6 @@ def exercise_tokenizer(kind, name, _fixtures):
     assert "return" in tok.decode(ids).lower()
 
 
-def exercise_text_dataset(kind, name, fixtures):
-    data = REGISTRIES[kind].build({"name": name, "path": str(fixtures["text_sample"]), "num_workers": 0,
-                                   "seq_len": 32, "tokenizer": {"name": "wordpiece", "vocab_size": 500}})
-    data.prepare(None)
-    batch = next(iter(data.loader("train", 4, [], seed=0, train=True)))
-    assert batch["input_ids"].shape == (4, 32)
-    assert data.tokens_in(batch) > 0
-
-
-def exercise_image_text_dataset(kind, name, fixtures):
-    data = REGISTRIES[kind].build({"name": name, "path": str(fixtures["digits"]), "num_workers": 0,
-                                   "seq_len": 16, "augment": "light",
-                                   "tokenizer": {"name": "bytelevel_bpe", "vocab_size": 300}})
-    ctx = data.prepare(None)
-    assert len(ctx.get("classes")) == 10
-    batch = next(iter(data.loader("train", 4, [], seed=0, train=True)))
-    assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
-    assert batch["input_ids"].shape == (4, 16) and batch["class_id"].shape == (4,)
-    assert data.tokens_in(batch) == 4 and data.throughput_unit == "images"
-
-
-DATASET_HARNESS = {"text": exercise_text_dataset, "image_text": exercise_image_text_dataset}
-
-
-def exercise_dataset(kind, name, fixtures):
-    DATASET_HARNESS[name](kind, name, fixtures)
-
-
 def exercise_optimizer(kind, name, _fixtures):
     model = build_model({"model": SHAPES["bert"][0]})
     opt = REGISTRIES[kind].build({"name": name}).build(model, lr=1e-2)
@@ -93,47 +68,17 @@ def exercise_scheduler(kind, name, _fixtures):
     assert all(0.1 - 1e-9 <= lr <= 1.0 + 1e-9 for lr in lrs[4:])
 
 
-def exercise_text_sample(kind, name, fixtures):
-    out = fixtures["tmp_path"] / name
-    info = REGISTRIES[kind].build({"name": name, "max_mb": 0.05, "docs_per_shard": 20}).build(out)
-    assert sum(info["documents"].values()) > 0
-    assert list((out / "train").glob("*.tar"))
+DATASET_HARNESS = merged("DATASETS")
+SAMPLE_DATA_HARNESS = merged("SAMPLE_DATA")
+PACKER_HARNESS = merged("PACKERS")
 
 
-def exercise_digits(kind, name, fixtures):
-    out = fixtures["tmp_path"] / name
-    info = REGISTRIES[kind].build({"name": name, "size": 16, "images_per_shard": 500}).build(out)
-    assert info["images"] == {"train": 1437, "test": 360}
-    assert len(list((out / "train").glob("*.tar"))) == 3 and (out / "classes.json").exists()
-
-
-SAMPLE_DATA_HARNESS = {"text-sample": exercise_text_sample, "digits": exercise_digits}
+def exercise_dataset(kind, name, fixtures):
+    DATASET_HARNESS[name](kind, name, fixtures)
 
 
 def exercise_sample_data(kind, name, fixtures):
     SAMPLE_DATA_HARNESS[name](kind, name, fixtures)
-
-
-def exercise_pack_text(packer, tmp_path):
-    (tmp_path / "a.txt").write_text("one document\n\nanother one\n")
-    assert packer.pack([tmp_path / "a.txt"], tmp_path / "out").startswith("packed 2 train / 0 validation")
-    data = REGISTRIES["dataset"].build({"name": "text", "path": str(tmp_path / "out")})
-    assert list(data.texts("train")) == ["one document", "another one"]
-
-
-def exercise_pack_images(packer, tmp_path):
-    from PIL import Image
-    for cls in ("cat", "dog"):
-        (tmp_path / "tree" / cls).mkdir(parents=True)
-        Image.new("RGB", (6, 6)).save(tmp_path / "tree" / cls / "a.png")
-    assert packer.pack([tmp_path / "tree"], tmp_path / "out").startswith("packed 2 train / 0 test images")
-    data = REGISTRIES["dataset"].build({"name": "image_text", "path": str(tmp_path / "out"), "captions": False,
-                                        "num_workers": 0, "val_split": "train", "image_size": 6})
-    assert data.prepare(None).get("classes") == ["cat", "dog"]
-    assert next(iter(data.loader("val", 2, [], seed=0, train=False)))["class_id"].tolist() == [0, 1]
-
-
-PACKER_HARNESS = {"pack-text": exercise_pack_text, "pack-images": exercise_pack_images}
 
 
 def exercise_packer(kind, name, fixtures):
@@ -149,13 +94,28 @@ def test_every_component_has_a_harness():
     per_name = {"dataset": DATASET_HARNESS, "sample_data": SAMPLE_DATA_HARNESS, "packer": PACKER_HARNESS}
     missing = [(k, n) for k, n in ALL if k not in HARNESS or (k in MODEL_KINDS and (k, n) not in COVERS)
                or (k in per_name and n not in per_name[k])]
-    assert not missing, (f"registered without a test harness: {missing} (add them to tests/tiny_models.py, "
-                         "DATASET_HARNESS, SAMPLE_DATA_HARNESS or PACKER_HARNESS)")
+    assert not missing, (f"registered without a test harness: {missing} (add them to the SHAPES/COVERS, "
+                         "DATASETS, SAMPLE_DATA or PACKERS of tests/modalities/<modality>/harness.py)")
+
+
+def test_every_modality_has_a_harness():
+    from modalzoo.components import MODALITIES
+    assert set(HARNESSES) == set(MODALITIES), "add tests/modalities/<name>/harness.py for every modality"
 
 
 @pytest.mark.parametrize("kind,name", ALL, ids=[f"{k}:{n}" for k, n in ALL])
-def test_component(kind, name, text_sample, digits, tmp_path):
-    HARNESS[kind](kind, name, {"text_sample": text_sample, "digits": digits, "tmp_path": tmp_path})
+def test_component(kind, name, request, tmp_path):
+    HARNESS[kind](kind, name, Fixtures(request, tmp_path))
+
+
+class Fixtures:
+    """``fixtures["digits"]``: a harness asks for the (session) fixtures it needs by name, when it needs them."""
+
+    def __init__(self, request, tmp_path):
+        self.request, self.tmp_path = request, tmp_path
+
+    def __getitem__(self, name: str):
+        return self.tmp_path if name == "tmp_path" else self.request.getfixturevalue(name)
 
 
 def test_list_components_api():

@@ -1,5 +1,6 @@
-"""Tiny model specs, one per architecture shape, with batches that fit them. Used by the shape tests
-and by the registry-wide test (every registered model component appears in at least one shape)."""
+"""Helpers for tiny models and their batches, and ``SHAPES`` / ``COVERS``: every modality's tiny model specs
+(tests/modalities/<name>/harness.py), merged. Used by the shape tests and by the registry-wide test (every
+registered model component appears in at least one shape)."""
 
 from __future__ import annotations
 
@@ -50,53 +51,6 @@ def patch(**kw):
     return {"name": "patch", "image_size": 16, "patch_size": 4, "dim": D, **kw}
 
 
-SHAPES = {
-    "bert": (  # encoder-only
-        {"streams": {"text": {"embedding": {"name": "token", "vocab_size": V, "dim": D, "max_positions": 32,
-                                            "type_vocab_size": 2, "norm": "layernorm"},
-                              "encoder": enc(prenorm=False, final_norm=False)}},
-         "targets": {"mlm": {"name": "mlm", "stream": "text"}}},
-        lambda: text_batch()),
-    "gpt": (  # decoder-only: causal mask, RoPE, next-token target
-        {"streams": {"text": {"embedding": {"name": "token", "vocab_size": V, "dim": D, "positions": "none"},
-                              "encoder": enc(mask="causal", positions="rope", norm="rmsnorm",
-                                             activation="swiglu")}},
-         "targets": {"lm": {"name": "clm", "stream": "text"}}},
-        lambda: text_batch(with_labels=False)),
-    "t5": (  # encoder-decoder: target embedding + cross-attending decoder
-        {"streams": {"text": {"embedding": {"name": "token", "vocab_size": V, "dim": D, "positions": "none"},
-                              "encoder": enc(positions="alibi"),
-                              "target_embedding": {"name": "token", "vocab_size": V, "dim": D},
-                              "decoder": {"name": "transformer", "layers": 2, "dim": D, "heads": H,
-                                          "ffn_dim": 64}}},
-         "targets": {"seq2seq": {"name": "clm", "stream": "text", "source": "decoder"}}},
-        lambda: {**text_batch(with_labels=False),
-                 **{f"decoder_{k}": v for k, v in text_batch(L=7, seed=1, with_labels=False).items()},
-                 "decoder_labels": text_batch(L=7, seed=2, with_labels=False)["input_ids"]}),
-    "clip": (  # two towers and a loss across them
-        {"streams": {"image": {"embedding": patch(norm="layernorm"), "encoder": enc()},
-                     "text": {"embedding": {"name": "token", "vocab_size": V, "dim": D},
-                              "encoder": enc(mask="causal")}},
-         "targets": {"clip": {"name": "contrastive", "streams": ["image", "text"], "pooling": ["cls", "last"],
-                              "embed_dim": 16}}},
-        lambda: {**image_batch(), **text_batch(with_labels=False)}),
-    "mae": (  # decoder over a different token set than the encoder
-        {"streams": {"image": {"embedding": patch(positions="sincos2d", mask_ratio=0.75),
-                               "encoder": enc(),
-                               "target_embedding": {"name": "mae", "encoder_dim": D, "dim": 16, "grid": 4},
-                               "decoder": {"name": "transformer", "layers": 1, "dim": 16, "heads": 2,
-                                           "cross_attention": False, "mask": "bidirectional"}}},
-         "targets": {"mae": {"name": "mae", "stream": "image"}}},
-        lambda: image_batch()),
-    "graphcodebert": (  # an embedding with several inputs and a per-sample graph mask
-        {"streams": {"code": {"embedding": {"name": "code_dataflow", "vocab_size": V, "dim": D,
-                                            "max_positions": 32},
-                              "encoder": enc(prenorm=False, final_norm=False)}},
-         "targets": {"mlm": {"name": "mlm", "stream": "code"}}},
-        lambda: code_batch()),
-}
-
-
 def code_batch(B=2, code_len=8, nodes=3, pad=2, seed=0):
     """GraphCodeBERT layout: code tokens (positions 2..), data-flow nodes (position 0), padding (1)."""
     g = torch.Generator().manual_seed(seed)
@@ -120,21 +74,11 @@ def code_batch(B=2, code_len=8, nodes=3, pad=2, seed=0):
             "attn_mask": graph, "labels": labels}
 
 
-SHAPES["clip_timm"] = (  # a timm tower as the image encoder
-    {"streams": {"image": {"embedding": {"name": "pixels"},
-                           "encoder": {"name": "timm", "model_name": "test_vit", "image_size": 16,
-                                       "options": {"patch_size": 4}}},
-                 "text": {"embedding": {"name": "token", "vocab_size": V, "dim": D},
-                          "encoder": enc(mask="causal")}},
-     "targets": {"clip": {"name": "contrastive", "streams": ["image", "text"], "pooling": ["cls", "last"],
-                          "embed_dim": 16}}},
-    lambda: {**image_batch(), **text_batch(with_labels=False)})
-
-COVERS = {  # which shape exercises each registered model component
-    ("embedding", "token"): "bert", ("embedding", "patch"): "clip", ("embedding", "code_dataflow"): "graphcodebert",
-    ("encoder", "transformer"): "bert", ("decoder", "transformer"): "t5",
-    ("embedding", "pixels"): "clip_timm", ("encoder", "timm"): "clip_timm",
-    ("target_embedding", "token"): "t5", ("target_embedding", "mae"): "mae",
-    ("target", "mlm"): "bert", ("target", "clm"): "gpt", ("target", "contrastive"): "clip",
-    ("target", "mae"): "mae",
-}
+def __getattr__(name: str):
+    """``SHAPES`` and ``COVERS``: the modalities' (tests/modalities/<name>/harness.py), merged on first use.
+    Lazy, because those harnesses import the helpers above."""
+    if name in ("SHAPES", "COVERS"):
+        from harnesses import merged
+        globals()[name] = value = merged(name)
+        return value
+    raise AttributeError(f"module 'tiny_models' has no attribute '{name}'")
