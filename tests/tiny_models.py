@@ -4,6 +4,8 @@ registered model component appears in at least one shape)."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 V, D, H = 50, 32, 4
@@ -72,6 +74,21 @@ def code_batch(B=2, code_len=8, nodes=3, pad=2, seed=0):
     labels[:, 1] = ids[:, 1]
     return {"input_ids": ids.masked_fill(labels != -100, MASK), "position_idx": position_idx,
             "attn_mask": graph, "labels": labels}
+
+
+# Texts for tokenizer and processor tests: a corpus to train on and probes that exercise the edge cases.
+WORDS = ["cat", "dog", "seven", "three", "digit", "Café", "naïve", "Straße", "東京"]
+CORPUS = [f"The quick brown fox number {i} jumps over the lazy {w}. A photo of a {w}, said O'Neil-{i * 7}!"
+          for i, w in zip(range(300), itertools.cycle(WORDS))]
+SEQ_LEN = 16
+PROBES = [
+    "A photo of a cat.",
+    "",                                                             # empty: [CLS] [SEP] / <s> </s>
+    "  leading spaces,  doubled spaces\tand a tab\nand a newline ",
+    "Héllo CAFÉ naïve 東京 <mask> [MASK] </s> <s> <pad>",              # accents, CJK, special-token text
+    "seven three " * 30,                                             # longer than SEQ_LEN: truncated
+    "zzqqxx unseen wordpieces 🙂 e\u0301",                            # unknown characters, combining accent
+]
 
 
 def __getattr__(name: str):

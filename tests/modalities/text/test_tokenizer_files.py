@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
@@ -15,19 +14,8 @@ from modalzoo.modalities.text.fields import encode_texts
 from modalzoo.modalities.text.hub.tokenizer_files import write_tokenizer_files
 from modalzoo.modalities.text.packing import SpecialIds, chunk_document, pad_batch
 from modalzoo.registry import TOKENIZERS
+from tiny_models import CORPUS, PROBES, SEQ_LEN
 
-WORDS = ["cat", "dog", "seven", "three", "digit", "Café", "naïve", "Straße", "東京"]
-CORPUS = [f"The quick brown fox number {i} jumps over the lazy {w}. A photo of a {w}, said O'Neil-{i * 7}!"
-          for i, w in zip(range(300), itertools.cycle(WORDS))]
-SEQ_LEN = 16
-PROBES = [
-    "A photo of a cat.",
-    "",                                                             # empty: [CLS] [SEP] / <s> </s>
-    "  leading spaces,  doubled spaces\tand a tab\nand a newline ",
-    "Héllo CAFÉ naïve 東京 <mask> [MASK] </s> <s> <pad>",              # accents, CJK, special-token text
-    "seven three " * 30,                                             # longer than SEQ_LEN: truncated
-    "zzqqxx unseen wordpieces 🙂 e\u0301",                            # unknown characters, combining accent
-]
 CONFIGS = {"bert": BertConfig, "roberta": RobertaConfig, "clip": CLIPConfig}
 # (style, tokenizer spec): every layout an export can meet.
 CASES = {

@@ -4,7 +4,6 @@ reproduces the zoo's eval image path (normalised pixels) exactly, and the CLIP p
 from __future__ import annotations
 
 import io
-import itertools
 import json
 
 import numpy as np
@@ -19,19 +18,8 @@ from modalzoo.modalities.text.hub.tokenizer_files import write_tokenizer_files
 from modalzoo.modalities.vision.fields import CLIP_MEAN, CLIP_STD, ImageFinish, decode_image
 from modalzoo.modalities.vision.hub.image_processor import write_image_processor
 from modalzoo.registry import TOKENIZERS
+from tiny_models import CORPUS, PROBES, SEQ_LEN
 
-WORDS = ["cat", "dog", "seven", "three", "digit", "Café", "naïve", "Straße", "東京"]
-CORPUS = [f"The quick brown fox number {i} jumps over the lazy {w}. A photo of a {w}, said O'Neil-{i * 7}!"
-          for i, w in zip(range(300), itertools.cycle(WORDS))]
-SEQ_LEN = 16
-PROBES = [
-    "A photo of a cat.",
-    "",                                                             # empty: [CLS] [SEP] / <s> </s>
-    "  leading spaces,  doubled spaces\tand a tab\nand a newline ",
-    "Héllo CAFÉ naïve 東京 <mask> [MASK] </s> <s> <pad>",              # accents, CJK, special-token text
-    "seven three " * 30,                                             # longer than SEQ_LEN: truncated
-    "zzqqxx unseen wordpieces 🙂 e\u0301",                            # unknown characters, combining accent
-]
 CLIP_TOKENIZER = {"name": "bytelevel_bpe", "vocab_size": 400, "min_frequency": 1, "specials_at_end": True}
 
 
