@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import torch
 
+from ..errors import ModalzooError
+
 
 class Field(Protocol):
     """One kind of value in every sample. Optional methods, looked up by name:
@@ -60,13 +62,17 @@ class DataContext:
             self.states["given"] = SimpleNamespace(**values)
 
     def get(self, name: str, default: Any = None) -> Any:
-        """Attribute ``name`` of the first field state that has it and sets it (not None): "tokenizer",
-        "tokenizer_name", "seq_len", "image_size", "mean", "std", "classes", "templates", ..."""
-        for state in self.states.values():
-            value = getattr(state, name, None)
-            if value is not None:
-                return value
-        return default
+        """The value ``name`` that a field state holds (not None): "tokenizer", "tokenizer_name", "seq_len",
+        "image_size", "mean", "std", "classes", "templates", ... Only the states' own data is read, never a
+        method (a state with a ``mean()`` method has no "mean"). Two fields holding different values under
+        one name is an error: read ``states[field_name]`` then."""
+        found = {field: value for field, state in self.states.items()
+                 if (value := getattr(state, "__dict__", {}).get(name)) is not None}
+        values = list(found.values())
+        if any(v is not values[0] and v != values[0] for v in values[1:]):
+            raise ModalzooError(f"fields {sorted(found)} all hold a '{name}'; read DataContext.states[field] for "
+                                f"the one you mean")
+        return values[0] if values else default
 
     @property
     def tokenizer(self) -> Any:

@@ -177,3 +177,19 @@ def test_a_truncated_shard_warns_that_grouped_documents_are_lost(tmp_path):
         assert shards.list_shards(tmp_path / "full", "train")
     with pytest.warns(UserWarning, match="shard-000000.tar is truncated"):
         shards.list_shards(tmp_path / "cut", "train")
+
+
+def test_context_lookups_read_state_data_only_and_refuse_ambiguity():
+    class Stats:
+        def __init__(self):
+            self.count = 3
+
+        def mean(self):                       # a method is not a value of the state
+            return 0.0
+
+    ctx = DataContext({}, {"a": Stats(), "b": Scale(2.0)})
+    assert ctx.get("mean") is None and ctx.get("count") == 3 and ctx.get("factor") == 2.0
+    two = DataContext({}, {"query": Scale(1.0), "document": Scale(2.0)})
+    with pytest.raises(ModalzooError, match=r"fields \['document', 'query'\] all hold a 'factor'"):
+        two.get("factor")
+    assert DataContext({}, {"x": Scale(1.0), "y": Scale(1.0)}).get("factor") == 1.0   # the same value: fine
