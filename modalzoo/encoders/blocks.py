@@ -23,6 +23,7 @@ Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "swiglu"]
 class BlockConfig:
     dim: int = 64
     heads: int = 4
+    kv_heads: int = 0                # key/value heads, shared by groups of query heads (GQA, Llama 2+); 0: heads
     ffn_dim: int = 0                 # 0: 4 * dim (SwiGLU: 8/3 * dim rounded up to a multiple of 64)
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     norm_eps: float = 1e-5
@@ -36,6 +37,12 @@ class BlockConfig:
     def __post_init__(self):
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if self.kv_heads < 0 or (self.kv_heads and self.heads % self.kv_heads):
+            raise ValueError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads}); 0 means heads")
+
+    @property
+    def key_value_heads(self) -> int:
+        return self.kv_heads or self.heads
 
     @property
     def hidden_ffn(self) -> int:
@@ -80,16 +87,22 @@ class MLP(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention through `F.scaled_dot_product_attention`; fused QKV for self-attention."""
+    """Multi-head attention through `F.scaled_dot_product_attention`; fused QKV for self-attention.
+
+    With ``kv_heads`` < ``heads`` (grouped-query attention) keys and values have ``kv_heads`` heads, each
+    shared by ``heads // kv_heads`` consecutive query heads (Llama's layout: query head h reads kv head
+    h // group); the fused projection is then [q (heads x d) | k (kv_heads x d) | v (kv_heads x d)]."""
 
     def __init__(self, cfg: BlockConfig, cross: bool = False):
         super().__init__()
         self.heads, self.head_dim, self.cross = cfg.heads, cfg.dim // cfg.heads, cross
+        self.kv_heads = cfg.key_value_heads
+        kv_dim = self.kv_heads * self.head_dim
         if cross:
             self.q = nn.Linear(cfg.dim, cfg.dim, bias=cfg.bias)
-            self.kv = nn.Linear(cfg.dim, 2 * cfg.dim, bias=cfg.bias)
+            self.kv = nn.Linear(cfg.dim, 2 * kv_dim, bias=cfg.bias)
         else:
-            self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.bias)
+            self.qkv = nn.Linear(cfg.dim, cfg.dim + 2 * kv_dim, bias=cfg.bias)
         self.proj = nn.Linear(cfg.dim, cfg.dim, bias=cfg.bias)
         self.attn_dropout = cfg.attn_dropout
         self.drop = nn.Dropout(cfg.dropout)
@@ -102,14 +115,27 @@ class Attention(nn.Module):
         B, L, _ = t.shape
         return tuple(h.transpose(1, 2) for h in t.view(B, L, n, self.heads, self.head_dim).unbind(2))
 
+    def _grouped(self, qkv: Tensor | None, q: Tensor | None, kv: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """The GQA split: q [B, heads, L, d], k and v [B, kv_heads, Lk, d] (views, no copy)."""
+        if qkv is not None:
+            q, kv = qkv.split([self.heads * self.head_dim, 2 * self.kv_heads * self.head_dim], dim=-1)
+        B, L, _ = q.shape
+        q = q.view(B, L, self.heads, self.head_dim).transpose(1, 2)
+        k, v = (h.transpose(1, 2) for h in kv.view(B, kv.shape[1], 2, self.kv_heads, self.head_dim).unbind(2))
+        return q, k, v
+
     def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False,
                 rope: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None) -> Tensor:
         B, L, D = x.shape
+        grouped = self.kv_heads != self.heads
         if self.cross:
-            (q,) = self._heads(self.q(x), 1)
-            k, v = self._heads(self.kv(context), 2)
+            if grouped:
+                q, k, v = self._grouped(None, self.q(x), self.kv(context))
+            else:
+                (q,) = self._heads(self.q(x), 1)
+                k, v = self._heads(self.kv(context), 2)
         else:
-            q, k, v = self._heads(self.qkv(x), 3)
+            q, k, v = self._grouped(self.qkv(x), None, None) if grouped else self._heads(self.qkv(x), 3)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if mask is not None and mask.dtype != torch.bool:     # an additive bias, maybe one per head
@@ -118,7 +144,8 @@ class Attention(nn.Module):
                                  f"this block has {self.heads}: give [B, {self.heads}, L, L] or [B, 1, L, L]")
             mask = mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                             dropout_p=self.attn_dropout if self.training else 0.0)
+                                             dropout_p=self.attn_dropout if self.training else 0.0,
+                                             **({"enable_gqa": True} if grouped else {}))
         return self.drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))
 
 

@@ -142,7 +142,8 @@ def transformer_needs(where: str, enc, mask: str = "bidirectional") -> dict[str,
     need = {f"{where}.prenorm": (enc.prenorm, True), f"{where}.final_norm": (enc.final_norm, True),
             f"{where}.norm": (enc.norm, "layernorm"), f"{where}.positions": (enc.positions, "none"),
             f"{where}.mask": (enc.mask, mask), f"{where}.bias": (enc.bias, True),
-            f"{where}.cross_attention": (enc.cross_attention, False)}
+            f"{where}.cross_attention": (enc.cross_attention, False),
+            f"{where}.kv_heads": (enc.key_value_heads, enc.heads)}
     if enc.activation not in HIDDEN_ACT:
         need[f"{where}.activation"] = (enc.activation, "|".join(HIDDEN_ACT))
     return need

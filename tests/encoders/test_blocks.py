@@ -416,3 +416,68 @@ def test_dim_not_divisible_by_heads_raises(dim, heads):
         TransformerConfig(dim=dim, heads=heads)
     with pytest.raises(ValueError, match="divisible"):
         TransformerDecoderConfig(dim=dim, heads=heads)
+
+
+# --------------------------------------------------------------------------------------------------
+# Grouped-query attention (kv_heads < heads)
+# --------------------------------------------------------------------------------------------------
+
+def naive_gqa(attn, x, bias=None, rope=None, context=None):
+    """Llama's GQA written out: kv head j serves query heads j*g .. j*g+g-1 (repeat_kv), then plain
+    softmax(Q K^T / sqrt(d) + bias) V; weights laid out [q | k | v] (self) or q, [k | v] (cross)."""
+    B, L, D = x.shape
+    H, KV, hd = attn.heads, attn.kv_heads, attn.head_dim
+    if context is None:
+        q, k, v = attn.qkv(x).split([H * hd, KV * hd, KV * hd], dim=-1)
+    else:
+        q = attn.q(x)
+        k, v = attn.kv(context).split([KV * hd, KV * hd], dim=-1)
+    q = q.reshape(B, L, H, hd).transpose(1, 2)
+    k, v = (t.reshape(B, t.shape[1], KV, hd).transpose(1, 2) for t in (k, v))
+    if rope is not None:
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+    k, v = (t.repeat_interleave(H // KV, dim=1) for t in (k, v))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(hd)
+    if bias is not None:
+        scores = scores + bias
+    return attn.proj((scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, L, D))
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+@pytest.mark.parametrize("case", ["bidirectional", "causal_rope", "padded"])
+def test_grouped_query_attention_matches_repeated_kv_reference(kv_heads, case):
+    torch.manual_seed(0)
+    cfg = BlockConfig(dim=32, heads=4, kv_heads=kv_heads)
+    block = randomize_norms(TransformerBlock(cfg)).eval()
+    assert block.attn.qkv.weight.shape == (32 + 2 * kv_heads * 8, 32)          # smaller k/v projections
+    B, L = 2, 7
+    x = rand(B, L, 32)
+    mask, is_causal, rope, bias = None, False, None, None
+    if case == "causal_rope":
+        is_causal, rope = True, Rotary(8)(torch.arange(L).expand(B, L))
+        bias = torch.full((L, L), float("-inf")).triu(1)
+    elif case == "padded":
+        real = torch.tensor([[True] * L, [True] * 4 + [False] * 3])
+        mask = real[:, None, None, :]
+        bias = torch.zeros(B, 1, 1, L).masked_fill(~mask, float("-inf"))
+    with torch.no_grad():
+        got = block.attn(block.norm1(x), mask, is_causal, rope)
+        want = naive_gqa(block.attn, block.norm1(x), bias, rope)
+    close(got, want)
+
+
+def test_grouped_query_cross_attention_and_backward():
+    torch.manual_seed(0)
+    block = TransformerBlock(BlockConfig(dim=32, heads=4, kv_heads=2, cross_attention=True)).eval()
+    x, memory = rand(2, 5, 32), rand(2, 9, 32, seed=2)
+    with torch.no_grad():
+        close(block.cross_attn(x, context=memory), naive_gqa(block.cross_attn, x, context=memory))
+    block.train()
+    block(x, context=memory).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in block.parameters())
+
+
+def test_kv_heads_must_divide_heads():
+    with pytest.raises(ValueError, match=r"kv_heads \(3\) must divide heads \(4\)"):
+        BlockConfig(dim=32, heads=4, kv_heads=3)
+    assert BlockConfig(dim=32, heads=4).key_value_heads == 4
