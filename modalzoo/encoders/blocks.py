@@ -145,7 +145,7 @@ class Attention(nn.Module):
             mask = mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                              dropout_p=self.attn_dropout if self.training else 0.0,
-                                             **({"enable_gqa": True} if grouped else {}))
+                                             enable_gqa=grouped)
         return self.drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))
 
 
