@@ -74,6 +74,7 @@ class PretrainModel(nn.Module):
             raise ConfigError("'model.targets' must name at least one target")
         self.streams = nn.ModuleDict({name: Stream(s, f"model.streams.{name}")
                                       for name, s in spec["streams"].items()})
+        self._bind_shared_modules()            # before the targets: their heads tie to shared tables
         self.targets = nn.ModuleDict({name: TARGETS.build(t, f"model.targets.{name}", streams=self.streams)
                                       for name, t in spec["targets"].items()})
         self.driven = self._bind_driven_streams()
@@ -81,6 +82,25 @@ class PretrainModel(nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "init_weights"):
                 module.init_weights()          # component-specific init (fixed tables, special tokens)
+
+    def _bind_shared_modules(self) -> None:
+        """Point every module whose config says ``shares: PATH`` (a T5 decoder's or an ELECTRA generator's
+        token embedding) at the module at PATH, checked. PATH is a module path of this model."""
+        paths = {name: module for name, module in self.named_modules() if name}
+        for name, module in paths.items():
+            source_path = getattr(getattr(module, "cfg", None), "shares", "")
+            if not source_path or not hasattr(module, "share_from"):
+                continue
+            where = f"model.{name}"
+            if source_path not in paths:
+                candidates = [n for n, m in paths.items() if hasattr(m, "share_from") and m is not module]
+                hint = closest(source_path, candidates)
+                raise ConfigError(f"'{where}.shares' = '{source_path}' names no module of this model"
+                                  + (f"; did you mean '{hint}'?" if hint else "")
+                                  + (f" (candidates: {', '.join(candidates)})" if candidates else ""))
+            if paths[source_path] is module:
+                raise ConfigError(f"'{where}.shares' names the module itself")
+            module.share_from(paths[source_path], where)
 
     def _bind_driven_streams(self) -> frozenset[str]:
         """The streams targets run themselves (`Target.driven_streams`), checked; each target gets
