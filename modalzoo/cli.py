@@ -15,6 +15,7 @@ EXAMPLES = {
     "train": "modalzoo train bert_mlm_tiny run_dir=runs/tiny trainer.max_steps=200 trainer.lr=5e-4\n"
              "  modalzoo train my_recipe.yaml --import my_components   # your own recipe and components",
     "eval": "modalzoo eval runs/tiny",
+    "generate": "modalzoo generate runs/gpt_tiny --prompt 'Return the number of' --max-new-tokens 24",
     "data build": "modalzoo data build text-sample --out data/text-sample",
     "export": "modalzoo export runs/clip_tiny --format hf --out exports/clip_tiny [--push me/clip-tiny --private]",
     "checkpoint consolidate": "modalzoo checkpoint consolidate runs/base --out runs/base/consolidated",
@@ -47,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import your module first (runs that use your own components)")
+
+    p = command("generate", "Continue a prompt with a run's causal LM (greedy; --temperature > 0 samples); an "
+                            "encoder-decoder run (T5) answers it, filling its sentinels.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate at most (default 32)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep this much probability mass")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--step", type=int, help="which checkpoint (default: the newest complete one)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
 
     p = command("export", "Export a run for others: --format hf writes a folder transformers loads natively "
                           "(BertForMaskedLM, RobertaForMaskedLM, ViTModel, ViTMAEForPreTraining, CLIPModel), verified "
@@ -176,6 +189,12 @@ def run(argv: list[str]) -> int:
         from .model import import_components
         import_components()
         evaluate_run(args.run_dir, batches=args.batches, device=args.device)
+    elif args.command == "generate":
+        from .components import modality_modules
+        text = modality_modules("generate")[0]          # prompts are text: the text modality's generate.py
+        print(text.generate_from_run(args.run_dir, args.prompt, max_new_tokens=args.max_new_tokens,
+                                     temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                                     device=args.device, step=args.step))
     elif args.command == "export":
         from .hub.export import export_run
         if args.private and not args.push:

@@ -17,7 +17,10 @@ from .encoders import timm_encoder as _timm_encoder  # noqa: F401
 from .encoders import transformer as _transformer  # noqa: F401
 from .pretrain_tasks import clm as _clm  # noqa: F401
 from .pretrain_tasks import contrastive as _contrastive  # noqa: F401
+from .pretrain_tasks import electra as _electra  # noqa: F401
 from .pretrain_tasks import mlm as _mlm  # noqa: F401
+from .pretrain_tasks import span_corruption as _span_corruption  # noqa: F401
+from .pretrain_tasks import ul2 as _ul2  # noqa: F401
 from .training import optim as _optim  # noqa: F401
 
 MODALITIES = ("text", "vision", "code")

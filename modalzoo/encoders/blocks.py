@@ -1,13 +1,14 @@
 """The one Transformer block every encoder and decoder in the zoo is built from.
 
-Options: pre/post norm, LayerNorm/RMSNorm, GELU/GELU-tanh/QuickGELU/ReLU/SwiGLU, dropout, optional
-cross-attention, RoPE (via cos/sin passed in) and any SDPA mask or additive bias (padding, causal,
-prefix, packed block-diagonal, per-sample, ALiBi, a per-sample per-head bias such as Graphormer's).
+Options: pre/post norm, LayerNorm/RMSNorm, GELU/GELU-tanh/QuickGELU/ReLU/SwiGLU/GEGLU, dropout, optional
+cross-attention, RoPE (via cos/sin passed in), any SDPA mask or additive bias (padding, causal, prefix,
+packed block-diagonal, per-sample, ALiBi, T5's relative bias, a per-sample per-head bias such as
+Graphormer's), a fixed attention scale (T5: 1), and a KV cache for incremental decoding (`KVCache`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -16,7 +17,8 @@ from torch import Tensor, nn
 
 from .positions import apply_rotary
 
-Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "swiglu"]
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "swiglu", "geglu"]
+GATED = {"swiglu": nn.SiLU, "geglu": lambda: nn.GELU(approximate="tanh")}   # act(gate) * up; GEGLU: T5 v1.1
 
 
 @dataclass
@@ -24,7 +26,7 @@ class BlockConfig:
     dim: int = 64
     heads: int = 4
     kv_heads: int = 0                # key/value heads, shared by groups of query heads (GQA, Llama 2+); 0: heads
-    ffn_dim: int = 0                 # 0: 4 * dim (SwiGLU: 8/3 * dim rounded up to a multiple of 64)
+    ffn_dim: int = 0                 # 0: 4 * dim (SwiGLU/GEGLU: 8/3 * dim rounded up to a multiple of 64)
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     norm_eps: float = 1e-5
     prenorm: bool = True
@@ -33,6 +35,7 @@ class BlockConfig:
     attn_dropout: float = 0.0
     bias: bool = True
     cross_attention: bool = False
+    attn_scale: float = 0.0          # softmax(scale * q k^T); 0: 1/sqrt(head_dim). T5: 1 (folded into its init)
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -48,9 +51,52 @@ class BlockConfig:
     def hidden_ffn(self) -> int:
         if self.ffn_dim:
             return self.ffn_dim
-        if self.activation == "swiglu":
+        if self.activation in GATED:
             return 64 * -(-(8 * self.dim // 3) // 64)
         return 4 * self.dim
+
+
+@dataclass
+class LayerCache:
+    """One block's cache: its self-attention keys and values [B, kv_heads, capacity, head_dim], valid up to
+    the stack's `KVCache.length`, and its cross-attention's keys and values of the encoder memory (computed
+    at the first step: the memory does not change while decoding)."""
+    capacity: int = 0                # tokens to preallocate for; doubled when a longer sequence arrives
+    k: Tensor | None = None
+    v: Tensor | None = None
+    cross: tuple[Tensor, Tensor] | None = None
+
+    def append(self, k: Tensor, v: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """Write the new keys/values at ``start`` and return views of everything cached so far. Preallocated
+        buffers: a decoding step copies one token's keys and values, not the whole history as a
+        concatenation would."""
+        end = start + k.shape[2]
+        if self.k is None or end > self.k.shape[2]:
+            size = max(end, self.capacity, 2 * self.k.shape[2] if self.k is not None else 0)
+            grown_k, grown_v = (t.new_empty(*t.shape[:2], size, t.shape[3]) for t in (k, v))
+            if self.k is not None:
+                grown_k[:, :, :start], grown_v[:, :, :start] = self.k[:, :, :start], self.v[:, :, :start]
+            self.k, self.v = grown_k, grown_v
+        self.k[:, :, start:end], self.v[:, :, start:end] = k, v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+@dataclass
+class KVCache:
+    """What one Transformer stack has seen, for incremental decoding (inference only: the buffers are written
+    in place). Pass the same cache to every forward of the stack: the first takes the prompt (with the
+    stack's own mask: causal, or prefix-LM), each later one the new tokens, which attend to everything
+    cached. ``length`` is the number of cached tokens, i.e. the position of the next one."""
+    capacity: int = 0                # tokens to preallocate for (prompt + new tokens); grows if exceeded
+    length: int = 0
+    layers: list[LayerCache] = field(default_factory=list)
+    positions: Tensor | None = None  # [1 or B, length] the cached tokens' position ids (ALiBi, T5 bias)
+    pad_mask: Tensor | None = None   # [B, length] True = real; only once a forward brought padding
+
+    def layer(self, i: int) -> LayerCache:
+        while len(self.layers) <= i:
+            self.layers.append(LayerCache(self.capacity))
+        return self.layers[i]
 
 
 def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
@@ -69,10 +115,10 @@ ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh")
 class MLP(nn.Module):
     def __init__(self, cfg: BlockConfig):
         super().__init__()
-        self.gated = cfg.activation == "swiglu"
+        self.gated = cfg.activation in GATED
         hidden = cfg.hidden_ffn
-        self.fc1 = nn.Linear(cfg.dim, 2 * hidden if self.gated else hidden, bias=cfg.bias)
-        self.act = nn.SiLU() if self.gated else ACTIVATIONS[cfg.activation]()
+        self.fc1 = nn.Linear(cfg.dim, 2 * hidden if self.gated else hidden, bias=cfg.bias)   # gated: [gate | up]
+        self.act = (GATED if self.gated else ACTIVATIONS)[cfg.activation]()
         self.fc2 = nn.Linear(hidden, cfg.dim, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -105,6 +151,7 @@ class Attention(nn.Module):
             self.qkv = nn.Linear(cfg.dim, cfg.dim + 2 * kv_dim, bias=cfg.bias)
         self.proj = nn.Linear(cfg.dim, cfg.dim, bias=cfg.bias)
         self.attn_dropout = cfg.attn_dropout
+        self.scale = cfg.attn_scale or None      # None: SDPA's 1/sqrt(head_dim)
         self.drop = nn.Dropout(cfg.dropout)
 
     def _heads(self, t: Tensor, n: int) -> tuple[Tensor, ...]:
@@ -125,19 +172,28 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False,
-                rope: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None) -> Tensor:
+                rope: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None,
+                cache: LayerCache | None = None, start: int = 0) -> Tensor:
+        """``cache``: this block's `LayerCache`; self-attention appends its keys/values at ``start`` and attends
+        to all cached ones (``mask`` then covers [L, start + L]); cross-attention projects ``context`` once."""
         B, L, D = x.shape
         grouped = self.kv_heads != self.heads
         if self.cross:
-            if grouped:
+            if cache is not None and cache.cross is not None:
+                (q,), (k, v) = self._heads(self.q(x), 1), cache.cross
+            elif grouped:
                 q, k, v = self._grouped(None, self.q(x), self.kv(context))
             else:
                 (q,) = self._heads(self.q(x), 1)
                 k, v = self._heads(self.kv(context), 2)
+            if cache is not None:
+                cache.cross = (k, v)
         else:
             q, k, v = self._grouped(self.qkv(x), None, None) if grouped else self._heads(self.qkv(x), 3)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+            if cache is not None:
+                k, v = cache.append(k, v, start)
         if mask is not None and mask.dtype != torch.bool:     # an additive bias, maybe one per head
             if mask.dim() == 4 and mask.shape[1] not in (1, self.heads):
                 raise ValueError(f"an attention bias of shape {list(mask.shape)} has {mask.shape[1]} heads, but "
@@ -145,7 +201,7 @@ class Attention(nn.Module):
             mask = mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                              dropout_p=self.attn_dropout if self.training else 0.0,
-                                             enable_gqa=grouped)
+                                             scale=self.scale, enable_gqa=grouped)
         return self.drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))
 
 
@@ -170,10 +226,11 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False,
                 rope: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None,
-                context_mask: Tensor | None = None) -> Tensor:
-        x = self._sublayer(x, self.norm1, self.attn, mask, is_causal, rope)
+                context_mask: Tensor | None = None, cache: LayerCache | None = None, start: int = 0) -> Tensor:
+        """``cache``, ``start``: incremental decoding (see `Attention.forward`, `KVCache`)."""
+        x = self._sublayer(x, self.norm1, self.attn, mask, is_causal, rope, cache=cache, start=start)
         if self.cross_attn is not None:
             if context is None:
                 raise ValueError("this block has cross-attention; pass the encoder output as context")
-            x = self._sublayer(x, self.norm_cross, self.cross_attn, context_mask, context=context)
+            x = self._sublayer(x, self.norm_cross, self.cross_attn, context_mask, context=context, cache=cache)
         return self._sublayer(x, self.norm2, self.mlp)

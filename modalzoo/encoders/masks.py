@@ -79,6 +79,31 @@ def _boolean_mask(tokens: Tokens, causal: bool, prefix: bool, full: bool) -> tup
     return mask[:, None], False
 
 
+def cached_attention_mask(tokens: Tokens, start: int, key_pad: Tensor | None,
+                          bias: Tensor | None = None) -> Tensor | None:
+    """The mask of the L new tokens of a decoding step (positions ``start`` .. ``start + L - 1`` of the cache)
+    over all ``start + L`` cached keys: causal, without the padded keys (``key_pad`` [B, start + L], True =
+    real), each token seeing itself; with ``bias`` ([1 or B, H, L, start + L]: ALiBi, T5's relative bias)
+    the bias with -inf where the mask says no. A single new token with no padding needs no mask at all.
+
+    The prompt (the first forward) takes `build_attention_mask` with the stack's own mask (causal or
+    prefix-LM), so a prefix attends to itself both ways; later tokens only look back."""
+    if tokens.segment_ids is not None or tokens.attn_mask is not None or tokens.attn_bias is not None:
+        raise ValueError("decoding with a KV cache takes plain rows after the first forward (padding at most): "
+                         "segment_ids, attn_mask and attn_bias only in the first one")
+    L, device = tokens.x.shape[1], tokens.x.device
+    keys, queries = torch.arange(start + L, device=device), start + torch.arange(L, device=device)
+    mask = None
+    if L > 1:
+        mask = (keys[None, :] <= queries[:, None])[None, None]                  # [1, 1, L, start + L]
+    if key_pad is not None:
+        mask = key_pad[:, None, None, :] if mask is None else mask & key_pad[:, None, None, :]
+        mask = mask | (keys[None, :] == queries[:, None])                       # a row is never empty
+    if bias is None:
+        return mask
+    return bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+
+
 def check_attn_bias(bias: Tensor, batch: int, length: int) -> None:
     """Shape and dtype only (no values: that would be a host sync); the heads are checked by the block."""
     if not bias.is_floating_point() or bias.dim() != 4 or bias.shape[0] != batch or bias.shape[2:] != (length, length):

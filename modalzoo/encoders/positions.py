@@ -1,6 +1,7 @@
-"""Position encodings: learned absolute, sinusoidal (1D and 2D sin-cos), RoPE and ALiBi.
+"""Position encodings: learned absolute, sinusoidal (1D and 2D sin-cos), RoPE, ALiBi and T5's bucketed
+relative bias.
 
-Absolute kinds are added by embeddings; RoPE and ALiBi act inside attention.
+Absolute kinds are added by embeddings; RoPE, ALiBi and the relative bias act inside attention.
 """
 
 from __future__ import annotations
@@ -93,8 +94,49 @@ def alibi_slopes(heads: int) -> Tensor:
     return torch.tensor(power_of_two(closest) + extra)
 
 
-def alibi_bias(slopes: Tensor, positions: Tensor, causal: bool) -> Tensor:
-    """[B, H, L, L] additive bias: -slope * distance between position ids."""
-    dist = positions[:, None, :, None] - positions[:, None, None, :]     # query - key
+def alibi_bias(slopes: Tensor, positions: Tensor, causal: bool, key_positions: Tensor | None = None) -> Tensor:
+    """[B, H, Lq, Lk] additive bias: -slope * distance between position ids (``key_positions``: those of the
+    keys when they are not the queries', e.g. cached keys while decoding)."""
+    keys = positions if key_positions is None else key_positions
+    dist = positions[:, None, :, None] - keys[:, None, None, :]          # query - key
     dist = dist.clamp(min=0) if causal else dist.abs()
     return -slopes.to(positions.device)[None, :, None, None] * dist.float()
+
+
+def relative_bucket(relative: Tensor, bidirectional: bool, buckets: int = 32, max_distance: int = 128) -> Tensor:
+    """T5's bucket of each key - query distance (Raffel et al. 2020, from Mesh TensorFlow).
+
+    Bidirectional: half the buckets for keys after the query, half for keys at or before it. Within a half,
+    the first half of its buckets are the exact distances 0, 1, ...; the rest cover larger distances on a
+    log scale up to ``max_distance``, beyond which all share the last bucket. Causal: keys after the query
+    count as distance 0 (the mask hides them anyway), so every bucket goes to looking back.
+    """
+    if bidirectional:
+        buckets //= 2
+        offset = (relative > 0).long() * buckets
+        distance = relative.abs()
+    else:
+        offset = 0
+        distance = (-relative).clamp(min=0)
+    exact = buckets // 2
+    # log-spaced buckets exact .. buckets-1 for distances exact .. max_distance (clamped: log(0) stays unused)
+    log_ratio = torch.log(distance.clamp(min=1).float() / exact) / math.log(max_distance / exact)
+    far = (exact + (log_ratio * (buckets - exact)).long()).clamp(max=buckets - 1)
+    return offset + torch.where(distance < exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's learned relative position bias: one scalar per head and distance bucket, ``table`` [buckets, heads],
+    added to the attention logits. A stack computes it once per forward and every layer shares it."""
+
+    def __init__(self, heads: int, buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
+        self.table = nn.Embedding(buckets, heads)
+
+    def forward(self, positions: Tensor, key_positions: Tensor | None = None) -> Tensor:
+        """positions [1 or B, Lq] (and the keys' [1 or B, Lk]) -> bias [1 or B, heads, Lq, Lk]."""
+        keys = positions if key_positions is None else key_positions
+        relative = keys[:, None, :] - positions[:, :, None]                # key - query, as T5
+        bucket = relative_bucket(relative, self.bidirectional, self.buckets, self.max_distance)
+        return self.table(bucket).permute(0, 3, 1, 2)

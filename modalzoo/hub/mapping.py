@@ -143,7 +143,7 @@ def transformer_needs(where: str, enc, mask: str = "bidirectional") -> dict[str,
             f"{where}.norm": (enc.norm, "layernorm"), f"{where}.positions": (enc.positions, "none"),
             f"{where}.mask": (enc.mask, mask), f"{where}.bias": (enc.bias, True),
             f"{where}.cross_attention": (enc.cross_attention, False),
-            f"{where}.kv_heads": (enc.key_value_heads, enc.heads)}
+            f"{where}.kv_heads": (enc.key_value_heads, enc.heads), f"{where}.attn_scale": (enc.attn_scale, 0.0)}
     if enc.activation not in HIDDEN_ACT:
         need[f"{where}.activation"] = (enc.activation, "|".join(HIDDEN_ACT))
     return need

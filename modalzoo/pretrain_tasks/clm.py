@@ -20,6 +20,13 @@ class CLMConfig(TargetConfig):
     stream: str = "text"
     source: Literal["encoder", "decoder"] = "encoder"   # decoder-only (GPT) or encoder-decoder (T5)
     tie_weights: bool = True
+    # Multiply the hidden states by dim ** -0.5 before the output matrix. None: exactly when a decoder's
+    # head is tied (T5 v1.0 ties and scales, v1.1 unties and does not, as transformers' T5 decides).
+    scale_output: bool | None = None
+
+    @property
+    def scaled(self) -> bool:
+        return self.scale_output if self.scale_output is not None else self.source == "decoder" and self.tie_weights
 
 
 @TARGETS.register("clm")
@@ -37,6 +44,7 @@ class CausalLM(Target):
             raise ValueError(f"clm with source=decoder needs a target_embedding in stream '{cfg.stream}'")
         vocab, dim = embedding.output_weight.shape
         self.head = None if cfg.tie_weights else nn.Linear(dim, vocab, bias=False)
+        self.output_scale = dim ** -0.5 if cfg.scaled else None
 
     def _weight(self, out: StreamOutput) -> Tensor:
         if self.head is not None:
@@ -44,9 +52,17 @@ class CausalLM(Target):
         embedding = out.stream.embedding if self.cfg.source == "encoder" else out.stream.target_embedding
         return embedding.output_weight
 
+    def lm_logits(self, hidden: Tensor, out: StreamOutput) -> Tensor:
+        """Vocabulary logits of hidden states [..., D] (the loss's and generation's one head)."""
+        if self.output_scale is not None:
+            hidden = hidden * self.output_scale
+        return F.linear(hidden, self._weight(out))
+
     def _labels(self, batch: dict[str, Tensor]) -> Tensor:
         if self.cfg.source == "decoder":
             return batch["decoder_labels"]
+        if "lm_labels" in batch:                        # a batch transform chose the predicted positions (UL2)
+            return batch["lm_labels"]
         ids = batch["input_ids"]
         labels = torch.full_like(ids, IGNORE)
         labels[:, :-1] = ids[:, 1:]
@@ -64,7 +80,7 @@ class CausalLM(Target):
         hidden = (out.hidden if self.cfg.source == "encoder" else out.decoded).x
         labels = self._labels(batch)
         selected = labels != IGNORE
-        logits = F.linear(hidden[selected], self._weight(out))
+        logits = self.lm_logits(hidden[selected], out)
         targets = labels[selected]
         loss = F.cross_entropy(logits.float(), targets)
         accuracy = (logits.argmax(-1) == targets).float().mean()

@@ -87,7 +87,8 @@ class MaskedLM(Target):
         vocab, dim = embedding.output_weight.shape
         # Asked once here: the answer is a picklable function of the batch, sent to loader workers.
         self.maskable = embedding.maskable() if hasattr(embedding, "maskable") else RealPositions()
-        self.dense = nn.Linear(dim, dim)
+        # encoder width -> embedding width: equal in BERT; ELECTRA's generator is narrower than its embedding
+        self.dense = nn.Linear(getattr(streams[cfg.stream].encoder, "dim", dim), dim)
         self.act = ACTIVATIONS[cfg.head_activation]()
         self.norm = make_norm(cfg.head_norm, dim, cfg.head_norm_eps)
         self.decoder = None if cfg.tie_weights else nn.Linear(dim, vocab, bias=False)
@@ -102,15 +103,18 @@ class MaskedLM(Target):
         return F.linear(self.norm(self.act(self.dense(hidden))), weight, self.bias)
 
     def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:
-        out = outputs[self.cfg.stream]
-        labels = batch["labels"]
+        return self.predict(outputs[self.cfg.stream], batch["labels"])[0]
+
+    def predict(self, out: StreamOutput, labels: Tensor) -> tuple[TaskOutput, Tensor | None, Tensor]:
+        """Loss and accuracy on the masked positions (``labels != IGNORE``), with their logits [N, V] (None
+        when nothing is masked) and that mask [B, L]: ELECTRA samples its replacements from these logits."""
         selected = labels != IGNORE
         hidden = out.hidden.x[selected]                      # [N, D]: only the masked positions
         targets = labels[selected]
         if targets.numel() == 0:
             zero = out.hidden.x.sum() * 0.0
-            return TaskOutput(loss=zero, metrics={"accuracy": zero.detach()}, count=0)
+            return TaskOutput(loss=zero, metrics={"accuracy": zero.detach()}, count=0), None, selected
         logits = self.logits(hidden, out)
         loss = F.cross_entropy(logits.float(), targets)
         accuracy = (logits.argmax(-1) == targets).float().mean()
-        return TaskOutput(loss=loss, metrics={"accuracy": accuracy}, count=targets.numel())
+        return TaskOutput(loss=loss, metrics={"accuracy": accuracy}, count=targets.numel()), logits, selected

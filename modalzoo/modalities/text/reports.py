@@ -1,6 +1,7 @@
-"""MLM reports: the unigram-frequency baseline, and masks filled in held-out sentences.
+"""Text reports: for MLM, the unigram-frequency baseline and masks filled in held-out sentences; for every
+text objective, the docstring package probe (`probe.py`).
 
-They apply to an `mlm` target over a plain `token` stream (fill-mask feeds ids and a padding mask only;
+The MLM ones apply to an `mlm` target over a plain `token` stream (fill-mask feeds ids and a padding mask only;
 GraphCodeBERT's `code_dataflow` needs its graph inputs) of a run whose data has a tokenizer and texts."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import torch
 
 from ...evaluation.run import LoadedRun, Report
 from ...pretrain_tasks.base import IGNORE
+from .lm_report import LM_REPORT
+from .probe import probe_applies, probe_report
 
 
 def unigram_counts(run: LoadedRun, batches: int) -> torch.Tensor:
@@ -104,4 +107,5 @@ def mlm_report(run: LoadedRun, target_name: str, batches: int) -> dict:
             "fill_masks": examples, "lines": lines}
 
 
-REPORTS = [Report("mlm fill-mask and unigram baseline", mlm_applies, mlm_report)]
+REPORTS = [Report("mlm fill-mask and unigram baseline", mlm_applies, mlm_report),
+           Report("docstring package probe", probe_applies, probe_report), LM_REPORT]

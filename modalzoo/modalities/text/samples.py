@@ -1,6 +1,8 @@
 """`modalzoo data build text-sample`, built offline from what is installed (nothing is downloaded): the
 docstrings of the Python standard library and site-packages — real English technical prose — split into
-train/validation *by source file* so no file leaks across the split."""
+train/validation *by source file* so no file leaks across the split. Each document records the top-level
+package it comes from (``torch``, ``email``, ``os``): the label of the docstring package probe
+(`probe.py`); info.json holds each split's package histogram."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import random
 import sys
 import sysconfig
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +22,37 @@ from ...datasets.shards import SAMPLES_PER_MEMBER, ShardWriter
 from ...registry import SAMPLE_DATA
 
 
-def python_sources() -> list[Path]:
-    """Every .py file of the standard library and the site-packages of this interpreter, sorted."""
-    roots = {Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"]),
-             Path(sysconfig.get_paths()["platlib"])}
+def source_roots() -> list[Path]:
+    """The standard library and site-packages folders of this interpreter (purelib and platlib are often one)."""
+    paths = sysconfig.get_paths()
+    return sorted({Path(paths[k]) for k in ("stdlib", "purelib", "platlib")})
+
+
+def python_sources(roots: list[Path] | None = None) -> list[Path]:
+    """Every .py file under ``roots`` (default `source_roots`), sorted."""
     files = set()
-    for root in roots:
+    for root in roots if roots is not None else source_roots():
         if root.exists():
             files.update(p for p in root.rglob("*.py") if "test" not in p.parts and p.is_file())
     return sorted(files)
+
+
+SITE_FOLDERS = ("site-packages", "dist-packages")
+
+
+def package_of(path: Path, roots: list[Path]) -> str:
+    """The top-level package of a source file: the first part of its path relative to the deepest root
+    holding it (`torch/nn/modules/linear.py` -> ``torch``; a module at the root, `os.py` -> ``os``).
+
+    A site-packages folder inside the stdlib folder (the base interpreter's, next to a venv's; or every
+    one, without a venv) is a root too: `site-packages` is no package."""
+    holding = [r for r in roots if path.is_relative_to(r)]
+    if not holding:
+        raise ValueError(f"{path} is under none of {[str(r) for r in roots]}")
+    parts = path.relative_to(max(holding, key=lambda r: len(r.parts))).parts
+    while len(parts) > 1 and parts[0] in SITE_FOLDERS:
+        parts = parts[1:]
+    return parts[0] if len(parts) > 1 else Path(parts[0]).stem
 
 
 def docstrings(path: Path, min_chars: int) -> Iterator[str]:
@@ -72,11 +97,13 @@ class TextSample:
         from tqdm import tqdm
 
         cfg = self.cfg
-        files = python_sources()
+        roots = source_roots()
+        files = python_sources(roots)
         random.Random(cfg.seed).shuffle(files)
         budget, seen = int(cfg.max_mb * 2**20), set()
         counts = {"train": 0, "validation": 0}
         chars = {"train": 0, "validation": 0}
+        packages: dict[str, Counter] = {"train": Counter(), "validation": Counter()}
         writers = {s: ShardWriter(out, s, max_count=cfg.docs_per_shard, per_member=cfg.docs_per_member)
                    for s in counts}
         bar = tqdm(total=budget, unit="B", unit_scale=True, desc="docstrings", disable=None)
@@ -85,14 +112,16 @@ class TextSample:
                 held_out = int(hashlib.sha1(path.name.encode() + str(path.parent.name).encode())
                                .hexdigest(), 16) % 10_000 < cfg.val_fraction * 10_000
                 split = "validation" if held_out else "train"
+                package = package_of(path, roots)
                 for i, doc in enumerate(docstrings(path, cfg.min_chars)):
                     digest = hashlib.sha1(doc.encode()).digest()
                     if digest in seen:
                         continue
                     seen.add(digest)
                     key = f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}-{i}"
-                    writers[split].write({"__key__": key.replace(".", "_"), "txt": doc})
+                    writers[split].write({"__key__": key.replace(".", "_"), "txt": doc, "package": package})
                     counts[split] += 1
+                    packages[split][package] += 1
                     chars[split] += len(doc)
                     bar.update(len(doc))
                 if sum(chars.values()) >= budget:
@@ -102,6 +131,7 @@ class TextSample:
             for w in writers.values():
                 w.close()
         info = {"name": "text-sample", "documents": counts, "characters": chars,
+                "packages": {split: dict(c.most_common()) for split, c in packages.items()},
                 "python": sys.version.split()[0], "config": vars(cfg)}
         (out / "info.json").write_text(json.dumps(info, indent=2))
         return info

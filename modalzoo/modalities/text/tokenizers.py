@@ -9,6 +9,11 @@
 other token keeps its place, shifted down by 5), CLIP's layout: open_clip pools text
 at the largest id and `transformers.CLIPModel` treats ``eos_token_id == 2`` as a legacy config, so a CLIP
 export wants its end-of-text token to be the largest id.
+
+Both take ``extra_ids: N`` (T5's sentinels ``<extra_id_0>`` .. ``<extra_id_{N-1}>``, which span corruption
+puts in place of the dropped spans) and ``extra_specials`` (more special tokens, e.g. UL2's mode tokens
+[NLU] [NLG] [S2S]): special tokens trained right after the five roles (ids 5, 6, ...), never split or
+normalised, counted in ``vocab_size``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -26,11 +31,22 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from ...errors import ModalzooError
 from ...registry import TOKENIZERS
 
+SENTINEL = "<extra_id_{}>"           # T5's sentinel tokens: <extra_id_0>, <extra_id_1>, ...
+
+
+def sentinel_tokens(n: int) -> list[str]:
+    return [SENTINEL.format(i) for i in range(n)]
+
 
 class TextTokenizer:
-    """A trained `tokenizers.Tokenizer` plus the special-token ids the tasks need. Picklable."""
+    """A trained `tokenizers.Tokenizer` plus the special-token ids the tasks need. Picklable.
 
-    def __init__(self, tokenizer: Tokenizer, specials: dict[str, str]):
+    ``sentinel_ids``: the ids of <extra_id_0>, <extra_id_1>, ... that the file holds (read from it, so a
+    tokenizer given by path has them too); ``extra_ids`` / ``extra_specials`` are what the config asks for,
+    checked. ``special_ids`` covers every special token: roles, sentinels and extra specials."""
+
+    def __init__(self, tokenizer: Tokenizer, specials: dict[str, str], extra_ids: int = 0,
+                 extra_specials: Sequence[str] = ()):
         self.tokenizer = tokenizer
         self.specials = specials
         ids = {role: tokenizer.token_to_id(tok) for role, tok in specials.items()}
@@ -39,7 +55,24 @@ class TextTokenizer:
             raise ModalzooError(f"tokenizer lacks special tokens {missing}")
         self.pad_id, self.mask_id = ids["pad"], ids["mask"]
         self.bos_id, self.eos_id, self.unk_id = ids["bos"], ids["eos"], ids["unk"]
-        self.special_ids = sorted(set(ids.values()))
+        self.sentinel_ids: list[int] = []
+        while (i := tokenizer.token_to_id(SENTINEL.format(len(self.sentinel_ids)))) is not None:
+            self.sentinel_ids.append(i)
+        if len(self.sentinel_ids) < extra_ids:
+            raise ModalzooError(f"data.tokenizer.extra_ids = {extra_ids}, but the tokenizer holds "
+                                f"{len(self.sentinel_ids)} sentinel tokens (<extra_id_N>); train a new one")
+        self.extra_special_ids = {t: tokenizer.token_to_id(t) for t in extra_specials}
+        absent = [t for t, i in self.extra_special_ids.items() if i is None]
+        if absent:
+            raise ModalzooError(f"data.tokenizer.extra_specials asks for {absent}, which the tokenizer lacks; "
+                                "train a new one")
+        self.special_ids = sorted(set(ids.values()) | set(self.sentinel_ids) | set(self.extra_special_ids.values()))
+
+    @property
+    def added_specials(self) -> list[str]:
+        """The special tokens beyond the five roles (sentinels, then extra specials), by id."""
+        extra = set(self.sentinel_ids) | set(self.extra_special_ids.values())
+        return [self.tokenizer.id_to_token(i) for i in sorted(extra)]
 
     @property
     def vocab_size(self) -> int:
@@ -71,6 +104,15 @@ class WordPieceConfig:
     lowercase: bool = True
     min_frequency: int = 2
     path: str | None = None          # an existing tokenizer.json to use instead of training
+    extra_ids: int = 0               # T5 sentinels <extra_id_0> ..; T5: 100
+    extra_specials: list[str] = field(default_factory=list)   # more special tokens (UL2: [NLU] [NLG] [S2S])
+
+
+def added_specials(cfg) -> list[str]:
+    """The special tokens a tokenizer config adds to the five roles, in id order."""
+    if cfg.extra_ids < 0:
+        raise ModalzooError(f"data.tokenizer.extra_ids must be >= 0, got {cfg.extra_ids}")
+    return sentinel_tokens(cfg.extra_ids) + list(cfg.extra_specials)
 
 
 @TOKENIZERS.register("wordpiece")
@@ -90,15 +132,18 @@ class WordPiece:
         tok.decoder = decoders.WordPiece(prefix="##")
         order = ["pad", "unk", "bos", "eos", "mask"]
         trainer = trainers.WordPieceTrainer(vocab_size=self.cfg.vocab_size, min_frequency=self.cfg.min_frequency,
-                                            special_tokens=[self.specials[r] for r in order],
-                                            show_progress=False)
+                                            special_tokens=[self.specials[r] for r in order]
+                                            + added_specials(self.cfg), show_progress=False)
         tok.train_from_iterator(texts, trainer=trainer)
         cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.BertProcessing(("[SEP]", sep), ("[CLS]", cls))
-        return TextTokenizer(tok, self.specials)
+        return self._wrap(tok)
 
     def load(self, path: str | Path) -> TextTokenizer:
-        return TextTokenizer(Tokenizer.from_file(str(path)), self.specials)
+        return self._wrap(Tokenizer.from_file(str(path)))
+
+    def _wrap(self, tok: Tokenizer) -> TextTokenizer:
+        return TextTokenizer(tok, self.specials, self.cfg.extra_ids, self.cfg.extra_specials)
 
 
 @dataclass
@@ -108,6 +153,8 @@ class ByteLevelBPEConfig:
     add_prefix_space: bool = False
     specials_at_end: bool = False    # specials get the largest ids, </s> the very largest (CLIP's layout)
     path: str | None = None
+    extra_ids: int = 0               # T5 sentinels <extra_id_0> ..; T5: 100
+    extra_specials: list[str] = field(default_factory=list)   # more special tokens (UL2: [NLU] [NLG] [S2S])
 
 
 @TOKENIZERS.register("bytelevel_bpe")
@@ -126,18 +173,22 @@ class ByteLevelBPE:
         tok.decoder = decoders.ByteLevel()
         order = ["bos", "pad", "eos", "unk", "mask"]
         trainer = trainers.BpeTrainer(vocab_size=self.cfg.vocab_size, min_frequency=self.cfg.min_frequency,
-                                      special_tokens=[self.specials[r] for r in order],
+                                      special_tokens=[self.specials[r] for r in order] + added_specials(self.cfg),
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
         tok.train_from_iterator(texts, trainer=trainer)
         if self.cfg.specials_at_end:          # the same training, then the specials renumbered to the end
-            tok = _specials_to_end(tok, [self.specials[r] for r in ["pad", "unk", "mask", "bos", "eos"]])
+            tok = _specials_to_end(tok, added_specials(self.cfg)
+                                   + [self.specials[r] for r in ["pad", "unk", "mask", "bos", "eos"]])
         tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
                                                           ("<s>", tok.token_to_id("<s>")),
                                                           add_prefix_space=self.cfg.add_prefix_space)
-        return TextTokenizer(tok, self.specials)
+        return self._wrap(tok)
 
     def load(self, path: str | Path) -> TextTokenizer:
-        return TextTokenizer(Tokenizer.from_file(str(path)), self.specials)
+        return self._wrap(Tokenizer.from_file(str(path)))
+
+    def _wrap(self, tok: Tokenizer) -> TextTokenizer:
+        return TextTokenizer(tok, self.specials, self.cfg.extra_ids, self.cfg.extra_specials)
 
 
 def _specials_to_end(tok: Tokenizer, specials: list[str]) -> Tokenizer:

@@ -171,6 +171,7 @@ def test_untied_hf_decoder_is_refused_when_the_zoo_ties(roberta_pair):
     ("model.streams.text.encoder.bias=false", "encoder.bias"),
     ("model.streams.text.encoder.final_norm=true", "encoder.final_norm"),
     ("model.streams.text.encoder.kv_heads=2", "encoder.kv_heads"),
+    ("model.streams.text.encoder.attn_scale=1.0", "encoder.attn_scale"),
     ("model.streams.text.embedding.position_offset=2", "embedding.position_offset"),
     ("model.targets.mlm.head_norm_eps=1e-5", "mlm.head_norm_eps"),
 ])

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, CLIPConfig, RobertaConfig
+from transformers import AutoTokenizer, BertConfig, CLIPConfig, GPT2Config, LlamaConfig, RobertaConfig
 
 from modalzoo.errors import ModalzooError
 from modalzoo.modalities.text.fields import encode_texts
@@ -122,4 +122,40 @@ def test_tokenizer_style_must_fit(trained, tmp_path):
     with pytest.raises(ModalzooError, match="needs a BPE"):
         write_tokenizer_files(trained["bert"], tmp_path, 16, "clip")
     with pytest.raises(ModalzooError, match="unknown tokenizer style"):
+        write_tokenizer_files(trained["bert"], tmp_path, 16, "xlnet")
+    with pytest.raises(ModalzooError, match="needs a BPE"):
         write_tokenizer_files(trained["bert"], tmp_path, 16, "gpt2")
+
+
+# Causal-LM styles: (style, tokenizer case); llama's PreTrainedTokenizerFast takes any tokenizer.json.
+CAUSAL = {"gpt2": ("gpt2", "roberta"), "gpt2-prefix-space": ("gpt2", "roberta-prefix-space"),
+          "llama": ("llama", "roberta"), "llama-specials-at-end": ("llama", "clip"),
+          "llama-wordpiece": ("llama", "bert")}
+
+
+@pytest.mark.parametrize("with_config", [True, False], ids=["config", "no-config"])
+@pytest.mark.parametrize("case", list(CAUSAL))
+def test_causal_lm_tokenizer_prepends_bos(trained, case, with_config, tmp_path):
+    """tok(prompt) == [bos] + the zoo's tokens (generate's prompt framing); tokenizer.json alone agrees."""
+    from tokenizers import Tokenizer
+    style, tok_case = CAUSAL[case]
+    tok = trained[tok_case]
+    write_tokenizer_files(tok, tmp_path, model_max_length=SEQ_LEN, style=style)
+    if with_config:
+        (GPT2Config if style == "gpt2" else LlamaConfig)().save_pretrained(tmp_path)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(hf).__name__ == {"gpt2": "GPT2Tokenizer", "llama": "TokenizersBackend"}[style]
+    assert (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id, hf.unk_token_id) == (tok.bos_id, tok.eos_id,
+                                                                                    tok.pad_id, tok.unk_id)
+    raw = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in PROBES:
+        want = [tok.bos_id, *tok.encode(text)[0]]
+        assert hf(text)["input_ids"] == want, text
+        assert raw.encode(text).ids == want, text
+    batch = hf(PROBES[:3], padding=True, return_tensors="pt")         # right-padded as the zoo's rows
+    zoo = pad_batch([([tok.bos_id, *tok.encode(t)[0]], [-1] * (1 + len(tok.encode(t)[0]))) for t in PROBES[:3]],
+                    tok.pad_id)
+    assert torch.equal(batch["input_ids"], zoo["input_ids"])
+    assert torch.equal(batch["attention_mask"].bool(), zoo["attention_mask"])
+    ids = hf(PROBES[3])["input_ids"]
+    assert hf.decode(ids) == tok.decode(ids)

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from modalzoo.errors import ConfigError
+from modalzoo.errors import ConfigError, ModalzooError
 from modalzoo.modalities.text.tokenizers import load_or_train
 from modalzoo.registry import TOKENIZERS
 
@@ -69,3 +69,29 @@ def test_layouts_are_cached_apart(tmp_path):
 def test_specials_at_end_is_a_bytelevel_option():
     with pytest.raises(ConfigError):
         TOKENIZERS.build({"name": "wordpiece", "specials_at_end": True})
+
+
+@pytest.mark.parametrize("name, options", [("wordpiece", {}), ("bytelevel_bpe", {}),
+                                           ("bytelevel_bpe", {"specials_at_end": True})])
+def test_sentinels_and_extra_specials(name, options, tmp_path):
+    """extra_ids: T5's <extra_id_N> sentinels, and extra_specials (UL2's mode tokens): special tokens counted
+    in vocab_size, never split, found again when the file is loaded by path."""
+    spec = {"name": name, "vocab_size": VOCAB, "min_frequency": 1, "extra_ids": 4, "extra_specials": ["[NLU]"],
+            **options}
+    tok = TOKENIZERS.build(spec).train(CORPUS)
+    assert tok.vocab_size == VOCAB and len(tok.sentinel_ids) == 4
+    assert [tok.id_to_token(i) for i in tok.sentinel_ids] == [f"<extra_id_{i}>" for i in range(4)]
+    assert set(tok.sentinel_ids) | {tok.extra_special_ids["[NLU]"]} <= set(tok.special_ids)
+    assert tok.added_specials == [*(f"<extra_id_{i}>" for i in range(4)), "[NLU]"]
+    ids = tok.encode("[NLU] a cat <extra_id_2> the dog")[0]
+    assert ids[0] == tok.extra_special_ids["[NLU]"] and ids.count(tok.sentinel_ids[2]) == 1
+    if options:
+        assert tok.eos_id == VOCAB - 1                        # CLIP's layout keeps </s> the very largest id
+    saved = tmp_path / "tokenizer.json"
+    tok.save(saved)
+    by_path = TOKENIZERS.build({"name": name, "path": str(saved)}).load(saved)
+    assert by_path.sentinel_ids == tok.sentinel_ids                 # read from the file, whatever the config says
+    with pytest.raises(ModalzooError, match="extra_ids = 8, but the tokenizer holds 4"):
+        TOKENIZERS.build({"name": name, "extra_ids": 8}).load(saved)
+    with pytest.raises(ModalzooError, match=r"extra_specials asks for \['\[S2S\]'\]"):
+        TOKENIZERS.build({"name": name, "extra_specials": ["[NLU]", "[S2S]"]}).load(saved)

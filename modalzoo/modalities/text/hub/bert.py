@@ -152,6 +152,7 @@ def hf_config_kwargs(recipe_cfg, stream: str = "text", target: str = "mlm", arch
         f"{where_s}.encoder.bias": (enc.bias, True),
         f"{where_s}.encoder.cross_attention": (enc.cross_attention, False),
         f"{where_s}.encoder.kv_heads": (enc.key_value_heads, enc.heads),
+        f"{where_s}.encoder.attn_scale": (enc.attn_scale, 0.0),
         f"{where_s}.encoder.dim": (enc.dim, emb.dim),
         f"{where_s}.embedding.positions": (emb.positions, "learned"),
         f"{where_s}.embedding.position_offset": (emb.position_offset, offset),

@@ -2,7 +2,8 @@
 `special_tokens_map.json`, such that `transformers` (5.x, offline, no remote code) reproduces the zoo's
 tokenization exactly.
 
-    write_tokenizer_files(run_tokenizer, out_dir, model_max_length=seq_len, style="bert")   # or roberta, clip
+    write_tokenizer_files(run_tokenizer, out_dir, model_max_length=seq_len, style="bert")
+    # styles: bert, roberta, clip (text encoders); gpt2, llama (causal LMs)
 
 ``tokenizer.json`` is the run's own `tokenizers` file; ``tokenizer_config.json`` names the class
 and the special-token roles:
@@ -10,6 +11,12 @@ and the special-token roles:
 - bert: ``BertTokenizer``; cls/sep/pad/unk/mask = [CLS] [SEP] [PAD] [UNK] [MASK], no bos/eos.
 - roberta: ``RobertaTokenizer``; bos = cls = <s>, eos = sep = </s>, pad, unk, mask.
 - clip: ``PreTrainedTokenizerFast``; bos = <s>, eos = </s>, pad, unk, mask.
+- gpt2: ``GPT2Tokenizer`` (byte-level BPE); bos, eos, pad, unk; ``add_bos_token``.
+- llama: ``PreTrainedTokenizerFast`` (any tokenizer.json: the zoo's byte-level BPE is not the SentencePiece
+  model `LlamaTokenizer` rebuilds); bos, eos, pad, unk; ``add_bos_token``.
+- t5: ``PreTrainedTokenizerFast`` (tokenizer.json as it is: bos + tokens + eos, an encoder input as the zoo
+  frames it); bos, eos, pad, unk. Any style lists the sentinels <extra_id_N> and other extra specials
+  (``data.tokenizer.extra_ids`` / ``extra_specials``) as ``extra_special_tokens``.
 
 `BertTokenizer`/`RobertaTokenizer` rebuild their normaliser, pre-tokenizer and model from the file's
 vocabulary (and merges) plus the config's options (``do_lower_case``, ``strip_accents``,
@@ -17,7 +24,10 @@ vocabulary (and merges) plus the config's options (``do_lower_case``, ``strip_ac
 [CLS]/<s> ... [SEP]/</s> template) is taken from ``tokenizer.json``. A CLIP export's tokenizer is the zoo's
 byte-level BPE, not CLIP's (no lowercasing, no ``</w>``) and usually has its specials at the end
 (``specials_at_end``), so it is named ``PreTrainedTokenizerFast`` (`TokenizersBackend` in transformers 5),
-which loads ``tokenizer.json`` as it is. ``padding_side`` and ``truncation_side`` are ``right``,
+which loads ``tokenizer.json`` as it is. The causal-LM styles (gpt2, llama) prepend bos and no eos, the framing
+of a prompt (`modalities/text/generate.py`: a document that goes on); their ``tokenizer.json`` carries the
+same rule as its post-processor (`TemplateProcessing`), so the file alone tokenizes as transformers does.
+``padding_side`` and ``truncation_side`` are ``right``,
 ``model_max_length`` is the given length, added tokens keep their flags (``added_tokens_decoder``).
 
 What matches, ids and attention mask, token for token:
@@ -28,6 +38,10 @@ What matches, ids and attention mask, token for token:
   chunk; HF truncates to the first). The zoo never makes a row from an empty document; HF encodes ""
   as [CLS] [SEP]. ``padding=True`` right-pads with the pad id and mask 0, as `pad_batch` does. (Packed
   rows' segment/position ids are the zoo's training layout, not a tokenizer output.)
+- Causal-LM prompts (gpt2/llama): ``tok(texts)`` == [bos] + the zoo's tokens, what
+  `modalities/text/generate.py` feeds the model, so transformers' ``generate(**tok(prompt))`` continues
+  the same ids as ``modalzoo generate``; ``padding=True`` right-pads (training rows are right-padded; for
+  batched ``generate`` set ``tokenizer.padding_side = "left"``).
 - CLIP captions and prompts: ``tok(texts, padding="max_length", max_length=L, truncation=True)`` ==
   `modalities/text/fields.py::encode_texts(tok, texts, seq_len=L)` (bos + tokens cut to L - 2 + eos,
   right-padded with the pad id), also for "" (bos, eos) and for texts longer than L (eos kept).
@@ -38,10 +52,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tokenizers import Tokenizer, processors
+
 from ....errors import ModalzooError
 from ..tokenizers import TextTokenizer
 
-# style -> HF tokenizer class, the tokenizers model it needs, and HF role -> zoo role.
+CAUSAL_ROLES = {"bos_token": "bos", "eos_token": "eos", "pad_token": "pad", "unk_token": "unk"}
+# style -> HF tokenizer class, the tokenizers model it needs (None: any), HF role -> zoo role, and whether it
+# prepends bos (and appends nothing) instead of the tokenizer's own [CLS]/<s> ... [SEP]/</s> template.
 TOKENIZER_STYLES: dict[str, dict] = {
     "bert": {"class": "BertTokenizer", "model": "WordPiece",
              "roles": {"cls_token": "bos", "sep_token": "eos", "pad_token": "pad", "unk_token": "unk",
@@ -52,6 +70,10 @@ TOKENIZER_STYLES: dict[str, dict] = {
     "clip": {"class": "PreTrainedTokenizerFast", "model": "BPE",
              "roles": {"bos_token": "bos", "eos_token": "eos", "pad_token": "pad", "unk_token": "unk",
                        "mask_token": "mask"}},
+    "gpt2": {"class": "GPT2Tokenizer", "model": "BPE", "roles": CAUSAL_ROLES, "prepend_bos": True},
+    "llama": {"class": "PreTrainedTokenizerFast", "model": None, "roles": CAUSAL_ROLES, "prepend_bos": True},
+    # T5's encoder reads a whole document, bos ... eos: the zoo tokenizer's own template, kept as it is
+    "t5": {"class": "PreTrainedTokenizerFast", "model": None, "roles": CAUSAL_ROLES},
 }
 
 
@@ -100,20 +122,28 @@ def _byte_level_options(spec: dict, style: str) -> dict:
 def write_tokenizer_files(tokenizer: TextTokenizer, out_dir: str | Path, model_max_length: int,
                           style: str) -> list[Path]:
     """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` for ``style``
-    (bert, roberta or clip) into ``out_dir``; see the module docstring for the call that matches the zoo."""
+    (bert, roberta, clip, gpt2 or llama) into ``out_dir``; see the module docstring for the call that matches
+    the zoo."""
     if style not in TOKENIZER_STYLES:
         raise ModalzooError(f"unknown tokenizer style {style!r}; choose from {sorted(TOKENIZER_STYLES)}")
     if model_max_length < 2:
         raise ModalzooError(f"model_max_length must leave room for the special tokens, got {model_max_length}")
     info = TOKENIZER_STYLES[style]
     spec = json.loads(tokenizer.tokenizer.to_str())
-    if spec["model"].get("type") != info["model"]:
+    if info["model"] is not None and spec["model"].get("type") != info["model"]:
         raise ModalzooError(f"style {style} needs a {info['model']} tokenizer, got {spec['model'].get('type')}")
     if spec.get("truncation") is not None or spec.get("padding") is not None:
         raise ModalzooError("the tokenizer has truncation or padding set; export an unconfigured one")
-    options = _bert_options(spec) if style == "bert" else _byte_level_options(spec, style)
-    if style == "clip":
-        options = {}                   # PreTrainedTokenizerFast takes the whole pipeline from tokenizer.json
+    if style == "bert":
+        options = _bert_options(spec)
+    elif info["class"] == "PreTrainedTokenizerFast":
+        options = {}                   # it takes the whole pipeline from tokenizer.json
+    else:
+        options = _byte_level_options(spec, style)
+    if style == "gpt2":                # GPT2Tokenizer rebuilds its pre-tokenizer from this option alone
+        options = {"add_prefix_space": options["add_prefix_space"]}
+    if info.get("prepend_bos"):
+        options.update(add_bos_token=True, add_eos_token=False)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,8 +161,20 @@ def write_tokenizer_files(tokenizer: TextTokenizer, out_dir: str | Path, model_m
         else ["input_ids", "token_type_ids", "attention_mask"],
         "added_tokens_decoder": added,
     }
+    if tokenizer.added_specials:       # T5's sentinels, UL2's mode tokens: transformers' extra special tokens
+        config["extra_special_tokens"] = tokenizer.added_specials
     paths = [out / "tokenizer.json"]
-    tokenizer.save(paths[0])
+    (_prepending_bos(tokenizer) if info.get("prepend_bos") else tokenizer).save(paths[0])
     paths.append(_write_json(out / "tokenizer_config.json", config))
     paths.append(_write_json(out / "special_tokens_map.json", roles))
     return paths
+
+
+def _prepending_bos(tokenizer: TextTokenizer) -> TextTokenizer:
+    """A copy whose post-processor prepends bos and appends nothing: the rule transformers applies for
+    ``add_bos_token`` (`TokenizersBackend.update_post_processor`), in tokenizer.json too."""
+    tok = Tokenizer.from_str(tokenizer.tokenizer.to_str())
+    bos = tokenizer.specials["bos"]
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1",
+                                                       special_tokens=[(bos, tokenizer.bos_id)])
+    return TextTokenizer(tok, tokenizer.specials)
