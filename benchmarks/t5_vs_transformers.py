@@ -12,10 +12,11 @@ Batches: span-corrupted rows at fixed lengths, as T5 pretrains: ``encoder_len`` 
 included) and ``decoder_len`` target tokens per row, every position real; the decoder input is the targets
 shifted right behind the pad id. Both sides get the same ids (the zoo's ``decoder_input_ids`` /
 ``decoder_labels``, transformers' ``decoder_input_ids`` / ``labels``). One training step, both sides:
-forward (loss included), backward, `torch.optim.AdamW` (one group), zero_grad, `float(loss)`; fp32, no dropout
-(T5 drops out in more places than the zoo's block: after the feed-forward activation and after each stack's
-final norm; without dropout both sides run the same ops). Alternating rounds in one process, see `mlm_vs_transformers.py` for the method; the
-runner, rounds, memory helpers and profiler are `side_by_side.py`'s. Tokens/s counts encoder + decoder tokens.
+forward (loss included), backward, `torch.optim.AdamW` (one group), zero_grad, `float(loss)`; fp32, no
+dropout (T5 drops out in more places than the zoo's block: after the feed-forward activation and after each
+stack's final norm; without dropout both sides run the same ops). Alternating rounds in one process, see
+`mlm_vs_transformers.py` for the method; the runner, rounds, memory helpers and profiler are
+`side_by_side.py`'s. Tokens/s counts encoder + decoder tokens.
 
     .venv/bin/python benchmarks/t5_vs_transformers.py                  # a few minutes on 2 idle cores
     .venv/bin/python benchmarks/t5_vs_transformers.py --profile --rounds 2 --out /tmp/t5_profile.json

@@ -45,6 +45,16 @@ class CausalLM(Target):
         vocab, dim = embedding.output_weight.shape
         self.head = None if cfg.tie_weights else nn.Linear(dim, vocab, bias=False)
         self.output_scale = dim ** -0.5 if cfg.scaled else None
+        # The table a tied, scaled head reads, for `init_weights` (a plain attribute: the stream owns it).
+        self.__dict__["_scaled_table"] = embedding if cfg.tie_weights and cfg.scaled else None
+
+    def init_weights(self) -> None:
+        """T5's init of a tied, scaled head's table: N(0, 1) (Mesh TensorFlow, transformers), which the
+        d ** -0.5 output scale assumes: unit-scale logits at the start. The model's generic N(0, 0.02) would
+        start them ~50x smaller (t5_tiny: val loss 6.47 after 300 steps, 1.06x the unigram baseline's)."""
+        table = self.__dict__.get("_scaled_table")
+        if table is not None:
+            nn.init.normal_(table.output_weight, std=1.0)
 
     def _weight(self, out: StreamOutput) -> Tensor:
         if self.head is not None:

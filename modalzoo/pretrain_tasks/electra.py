@@ -75,9 +75,10 @@ class DiscriminatorHead(nn.Module):
 
 def sample(logits: Tensor) -> Tensor:
     """One token per row of ``logits`` [N, V], drawn from softmax(logits) by Gumbel-max: argmax(logits + G) with
-    G = -log(-log(U)), U ~ U[0, 1) from torch's global RNG (U = 0 gives G = -inf: never picked)."""
-    noise = -torch.log(-torch.log(torch.rand_like(logits, dtype=torch.float32)))
-    return (logits.float() + noise).argmax(-1)
+    G = -log(-log(U)), U ~ U[0, 1) from torch's global RNG (U = 0 gives G = -inf: never picked). In place on
+    one [N, V] buffer: a large-vocabulary sample is a few passes over memory, not a chain of temporaries."""
+    minus_gumbel = torch.rand_like(logits, dtype=torch.float32).log_().neg_().log_()
+    return minus_gumbel.neg_().add_(logits).argmax(-1)
 
 
 @TARGETS.register("electra")

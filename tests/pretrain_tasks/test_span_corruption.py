@@ -248,12 +248,15 @@ def test_the_target_trains_on_its_batches(decoder_only):
 
 
 def test_v1_0_scales_the_tied_head_and_v1_1_unties():
-    tied = build_model(t5_spec()).targets["t5"]
-    untied = build_model(t5_spec({"name": "span_corruption", "tie_weights": False})).targets["t5"]
-    assert tied.output_scale == 32 ** -0.5 and tied.head is None
-    assert untied.output_scale is None and untied.head is not None
-    forced = build_model(t5_spec({"name": "span_corruption", "scale_output": False})).targets["t5"]
-    assert forced.output_scale is None
+    tied = build_model(t5_spec(V=4000))
+    untied = build_model(t5_spec({"name": "span_corruption", "tie_weights": False}, V=4000))
+    assert tied.targets["t5"].output_scale == 32 ** -0.5 and tied.targets["t5"].head is None
+    assert untied.targets["t5"].output_scale is None and untied.targets["t5"].head is not None
+    forced = build_model(t5_spec({"name": "span_corruption", "scale_output": False}, V=4000))
+    assert forced.targets["t5"].output_scale is None
+    # T5's N(0, 1) table under a tied, scaled head; the zoo's N(0, 0.02) otherwise
+    stds = [float(m.streams["text"].embedding.word.weight.detach().std()) for m in (tied, untied, forced)]
+    assert abs(stds[0] - 1.0) < 0.02 and all(abs(s - 0.02) < 0.001 for s in stds[1:])
 
 
 def test_a_tokenizer_without_sentinels_is_refused():

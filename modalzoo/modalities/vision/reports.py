@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ModalzooError
+from ...evaluation.probe import probe_accuracy
 from ...evaluation.run import LoadedRun, Report
 from ...model import build_model
 from ...pretrain_tasks.contrastive import pool
@@ -75,15 +76,6 @@ def features(model, stream_name: str, loader, device, max_batches: int = MAX_BAT
     return feats[labelled], labels[labelled]
 
 
-def linear_probe_accuracy(train_x, train_y, test_x, test_y) -> float:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-    probe.fit(train_x.numpy(), train_y.numpy())
-    return float(probe.score(test_x.numpy(), test_y.numpy()))
-
-
 def linear_probe(run: LoadedRun, stream_name: str, max_batches: int = MAX_BATCHES) -> dict:
     """Probe the trained encoder and a randomly initialised one of the same shape on the same data."""
     def probe(model) -> float:        # one unshuffled, unaugmented pass over each split
@@ -91,7 +83,7 @@ def linear_probe(run: LoadedRun, stream_name: str, max_batches: int = MAX_BATCHE
                           run.device, max_batches)
         vx, vy = features(model, stream_name, run.data.loader("val", 128, [], run.cfg.seed, train=False),
                           run.device, max_batches)
-        return linear_probe_accuracy(tx, ty, vx, vy)
+        return probe_accuracy(tx, ty, vx, vy)
 
     trained = probe(run.model)
     torch.manual_seed(run.cfg.seed + 12345)

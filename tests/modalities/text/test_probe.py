@@ -19,13 +19,13 @@ import modalzoo
 from conftest import tiny_overrides
 from modalzoo.cli import main
 from modalzoo.datasets.shards import ShardWriter
+from modalzoo.evaluation.probe import probe_accuracy
 from modalzoo.modalities.text.dataset import TextData, TextDataConfig
 from modalzoo.modalities.text.probe import (
     ProbeConfig,
     docstring_probe,
     has_packages,
     package_docs,
-    probe_accuracy,
     probe_applies,
     probe_set,
     text_features,
@@ -84,8 +84,10 @@ def test_old_shards_without_packages_still_read(tmp_path, per_member):
 def test_probe_set_takes_the_top_packages_with_caps():
     train = [(f"t{i}", "a") for i in range(30)] + [(f"u{i}", "b") for i in range(20)] + [("v", "c")] * 5
     test = [("x", "a")] * 9 + [("y", "b")] * 3 + [("z", "d")] * 4          # 'd' is no class: not tested
-    chosen = probe_set(train, test, ProbeConfig(classes=2, train_per_class=10, test_per_class=6))
-    assert chosen.classes == ["a", "b"]
+    chosen = probe_set(train, test, ProbeConfig(classes=3, train_per_class=10, test_per_class=6,
+                                                 min_test_docs=3))
+    assert chosen.classes == ["a", "b"]             # 'c' has no held-out document: it would only distract
+    assert probe_set(train, test, ProbeConfig(classes=3, min_test_docs=4)).classes == ["a"]
     assert chosen.counts() == {"a": {"train": 10, "test": 6}, "b": {"train": 10, "test": 3}}
     assert len(set(chosen.train_texts)) == 20
     assert chosen.majority_rate() == pytest.approx(6 / 9)

@@ -69,12 +69,13 @@ def test_t5_small_is_the_published_shape():
     assert sum(p.numel() for p in zoo.parameters()) == sum(p.numel() for p in hf.parameters()) == 60_506_624
 
 
-@pytest.mark.parametrize("activation", ["relu", "geglu"])
-def test_logits_match_transformers_both_directions(activation):
-    cfg = tiny("t5_tiny", *both_stacks("activation", activation), f"{S}decoder.layers=3")
+@pytest.mark.parametrize("activation, scaled", [("relu", True), ("geglu", False)])
+def test_logits_match_transformers_both_directions(activation, scaled):
+    cfg = tiny("t5_tiny", *both_stacks("activation", activation), f"{S}decoder.layers=3",
+               f"model.targets.t5.scale_output={str(scaled).lower()}")
     kwargs = t5.hf_config_kwargs(cfg)
     assert kwargs["feed_forward_proj"] == {"relu": "relu", "geglu": "gated-gelu"}[activation]
-    assert kwargs["scale_decoder_outputs"] and kwargs["num_decoder_layers"] == 3
+    assert kwargs["scale_decoder_outputs"] is scaled and kwargs["num_decoder_layers"] == 3
     hf = perturbed(hf_t5(cfg))                                            # HF weights -> zoo
     zoo = modalzoo.build_model(cfg).eval()
     zoo.load_state_dict(t5.hf_to_zoo(hf.state_dict()), strict=True)
@@ -157,7 +158,8 @@ def test_import_is_strict():
 def test_transformers_generate_matches_zoo_generate_ids():
     """Random weights (varied tokens): transformers' greedy generate() with its cache == generate_ids."""
     cfg = tiny()
-    zoo = perturbed(modalzoo.build_model(cfg), std=0.3, seed=4)
+    torch.manual_seed(0)
+    zoo = perturbed(modalzoo.build_model(cfg), std=0.5, seed=4)
     hf = hf_t5(cfg, eos_token_id=3)
     hf.load_state_dict(t5.zoo_to_hf(zoo.state_dict()), strict=True)
     inputs = torch.tensor([[2, 17, 41, 99, 60, 61, 23, 3], [2, 77, 30, 31, 8, 9, 3, 0]])
