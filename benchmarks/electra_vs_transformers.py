@@ -19,7 +19,7 @@ positions only. fp32, dropout 0.1 (ELECTRA's). Every row holds 128 real tokens, 
 give the same ratio. Alternating rounds in one process, see `mlm_vs_transformers.py` for the method; the
 runner, rounds and memory helpers are `side_by_side.py`'s.
 
-    .venv/bin/python benchmarks/electra_vs_transformers.py                     # ~6 minutes on 2 idle cores
+    .venv/bin/python benchmarks/electra_vs_transformers.py                     # ~4 minutes on 2 idle cores
     .venv/bin/python benchmarks/electra_vs_transformers.py --profile --rounds 2 --out /tmp/electra_profile.json
 """
 

@@ -230,3 +230,15 @@ def test_a_t5_recipe_without_sentinels_stops_at_start(text_sample, tmp_path):
     assert "span_corruption needs sentinel tokens in the tokenizer, which has none: set data.tokenizer.extra_ids " \
            "(T5: 100)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_card_snippet_fills_sentinels(trained_run, tmp_path):
+    import re
+    import runpy
+    _, out, _ = trained_run
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: text2text-generation" in card
+    script = tmp_path / "snippet.py"
+    script.write_text(re.search(r"```python\n(.*?)```", card, re.S).group(1))
+    runpy.run_path(str(script), run_name="__main__")
