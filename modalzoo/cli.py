@@ -62,15 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
 
     p = command("export", "Export a run for others: --format hf writes a folder transformers loads natively "
-                          "(BertForMaskedLM, RobertaForMaskedLM, ViTModel, ViTMAEForPreTraining, CLIPModel), verified "
-                          "against the zoo model; --format modalzoo works for any run "
+                          "(BertForMaskedLM, RobertaForMaskedLM, ElectraForPreTraining/ForMaskedLM, GPT2LMHeadModel, "
+                          "LlamaForCausalLM, T5ForConditionalGeneration, ViTModel, ViTMAEForPreTraining, CLIPModel), "
+                          "verified against the zoo model; --format modalzoo works for any run "
                           "(modalzoo.from_pretrained). Both write the tokenizer/image processor files and a "
                           "model card.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=["hf", "modalzoo"], default="hf")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--arch", help="transformers architecture (default: the one matching the model); "
-                                  "'vit' exports one image stream's encoder as ViTModel")
+                                  "'vit' exports one image stream's encoder as ViTModel, 'electra_generator' "
+                                  "an ELECTRA run's generator as ElectraForMaskedLM")
     p.add_argument("--stream", help="with --arch vit: the image stream to export")
     p.add_argument("--step", type=int, help="which checkpoint (default: the newest complete one)")
     p.add_argument("--push", metavar="REPO_ID", help="upload to the Hugging Face Hub (token: HF_TOKEN or login)")

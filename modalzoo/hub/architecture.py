@@ -77,8 +77,11 @@ def get(name: str) -> Architecture:
     return archs[name]
 
 
-def by_model_type(model_type: str | None) -> Architecture | None:
-    return next((a for a in architectures().values() if a.model_type == model_type), None)
+def by_model_type(model_type: str | None, model_class: str | None = None) -> Architecture | None:
+    """The architecture of a checkpoint's config.json: its ``model_type``, and where several share one
+    (ELECTRA's discriminator and generator), the class it names in ``architectures``."""
+    found = [a for a in architectures().values() if a.model_type == model_type]
+    return next((a for a in found if a.model_class == model_class), found[0] if found else None)
 
 
 def find(model_spec) -> Architecture | None:

@@ -90,14 +90,16 @@ def init_from(model: nn.Module, cfg, tokenizer=None, echo: Callable[[str], None]
 
 def import_hf(model: nn.Module, spec: dict, source: str, ignore: Sequence[str] = (), stream: str | None = None,
               tokenizer=None, echo: Callable[[str], None] = print) -> None:
-    """Load a transformers checkpoint (BERT, RoBERTa, ViT, ViT-MAE, CLIP) into a zoo model, strictly."""
+    """Load a transformers checkpoint (any registered `Architecture`: `modalzoo export --help` lists them) into a
+    zoo model, strictly."""
     import transformers
     path = resolve(source)
     config_file = path / "config.json"
     if not config_file.exists():
         raise ModalzooError(f"{path} has no config.json: not a transformers checkpoint")
-    model_type = json.loads(config_file.read_text()).get("model_type")
-    arch = architecture.by_model_type(model_type)
+    hf_config = json.loads(config_file.read_text())
+    model_type = hf_config.get("model_type")
+    arch = architecture.by_model_type(model_type, (hf_config.get("architectures") or [None])[0])
     if arch is None:
         have = ", ".join(a.model_type for a in architecture.architectures().values())
         raise ModalzooError(f"init_from: model_type {model_type!r} in {config_file} has no zoo mapping "

@@ -1,6 +1,6 @@
 """ELECTRA's two transformers classes, through `modalzoo.modalities.text.hub.electra`: the discriminator is
 `ElectraForPreTraining`, the generator `ElectraForMaskedLM`; the same function with the same weights both ways,
-an exported run that transformers' Auto classes load, and ``init_from=hf:`` back from the discriminator."""
+an exported run that transformers' Auto classes load, and ``init_from=hf:`` back from either."""
 
 from __future__ import annotations
 
@@ -164,6 +164,13 @@ def test_an_exported_run_loads_natively_and_the_discriminator_imports_back(run_d
     assert disc and all(torch.equal(state[k], original[k]) for k in disc)
     rest = [k for k in state if k not in disc]                   # the generator keeps its own weights
     assert rest and all(torch.equal(state[k], before[k]) for k in rest)
+
+    # the generator's export imports back too: config.json's `architectures` picks it among model_type electra
+    fresh = perturbed(modalzoo.build_model(cfg), std=0.05, seed=3)
+    import_hf(fresh, OmegaConf.to_container(cfg.model, resolve=True), str(gen_dir), echo=lambda _: None)
+    state = fresh.state_dict()
+    gen = [k for k in state if k.startswith(("streams.generator.", "targets.electra.generator"))]
+    assert gen and all(torch.equal(state[k], original[k]) for k in gen)
 
 
 def test_the_exports_name_the_stream_they_hold(run_dir, tmp_path):
