@@ -72,8 +72,9 @@ def _load_strict(model: nn.Module, file: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- init_from
 
-def init_from(model: nn.Module, cfg, tokenizer=None, echo: Callable[[str], None] = print) -> None:
-    """Apply a recipe's ``init_from`` (``hf:SRC`` or ``modalzoo:SRC``) to a freshly built model."""
+def init_from(model: nn.Module, cfg, tokenizer=None, echo: Callable[[str], None] = print, data=None) -> None:
+    """Apply a recipe's ``init_from`` (``hf:SRC`` or ``modalzoo:SRC``) to a freshly built model. ``data``: the
+    run's `DataContext`, with which a transformers checkpoint's config is checked against the recipe's."""
     source = str(cfg.init_from)
     if source.startswith("modalzoo:"):
         path = resolve(source.removeprefix("modalzoo:"))
@@ -85,11 +86,11 @@ def init_from(model: nn.Module, cfg, tokenizer=None, echo: Callable[[str], None]
         raise ModalzooError(f"init_from={source!r}: expected hf:DIR_or_REPO (a transformers checkpoint) or "
                             f"modalzoo:DIR_or_REPO (a modalzoo export)")
     import_hf(model, OmegaConf.to_container(cfg.model, resolve=True), source.removeprefix("hf:"),
-              ignore=list(cfg.get("init_from_ignore") or []), tokenizer=tokenizer, echo=echo)
+              ignore=list(cfg.get("init_from_ignore") or []), tokenizer=tokenizer, echo=echo, data=data)
 
 
 def import_hf(model: nn.Module, spec: dict, source: str, ignore: Sequence[str] = (), stream: str | None = None,
-              tokenizer=None, echo: Callable[[str], None] = print) -> None:
+              tokenizer=None, echo: Callable[[str], None] = print, data=None) -> None:
     """Load a transformers checkpoint (any registered `Architecture`: `modalzoo export --help` lists them) into a
     zoo model, strictly."""
     import transformers
@@ -125,9 +126,45 @@ def import_hf(model: nn.Module, spec: dict, source: str, ignore: Sequence[str] =
     if problems:
         raise ModalzooError(f"init_from: {path} does not fit {arch.model_class}: "
                             + "; ".join(f"{what}: {listed(keys)}" for what, keys in problems.items()))
+    if data is not None:
+        _check_config(arch, spec, stream, data, hf.config, path)
     zoo_state = arch.to_zoo(hf.state_dict(), spec, stream)
     _load_mapped(model, zoo_state, arch, hf.config)
     echo(f"init_from: loaded {len(zoo_state)} tensors from {path} ({arch.model_class})")
+
+
+# Config keys a recipe may set apart from its checkpoint on purpose (regularisation, special-token ids: the
+# tokenizer is checked on its own) or that the tensor shapes already decide.
+FREE_KEYS = ("dropout", "_prob", "token_id", "init", "tie_word_embeddings", "vocab_size", "size", "layers", "heads",
+             "intermediate", "positions", "max_position_embeddings")
+
+
+def _check_config(arch, spec: dict, stream, data, hf_config, path: Path) -> None:
+    """Refuse a checkpoint whose config gives the same tensors another meaning than the recipe does (a RoPE
+    base, a norm epsilon, an activation): names and shapes alone would load it silently. Where the recipe has
+    no such config (transformers cannot express it), nothing is compared."""
+    try:
+        want = arch.hf_config(spec, stream, data)
+    except ModalzooError:
+        return
+    pairs = []                        # (name, recipe's value, checkpoint's), one level into dicts (rope_parameters)
+    for key, value in want.items():
+        have = getattr(hf_config, key, None)
+        if isinstance(value, dict):
+            pairs += [(f"{key}.{k}", v, have.get(k) if isinstance(have, dict) else None) for k, v in value.items()]
+        else:
+            pairs.append((key, value, have))
+    differ = []
+    for key, value, have in pairs:
+        if any(free in key for free in FREE_KEYS) or not isinstance(value, (bool, int, float, str)):
+            continue
+        if have is None or have == value or (isinstance(value, float) and isinstance(have, (int, float))
+                                             and abs(have - value) <= 1e-9 * max(abs(value), 1e-30)):
+            continue
+        differ.append(f"{key}: checkpoint {have!r}, recipe {value!r}")
+    if differ:
+        raise ModalzooError(f"init_from: {path}'s config differs from the recipe's where the weights mean something "
+                            f"else: {'; '.join(differ)}; set the recipe's options to the checkpoint's")
 
 
 def _load_mapped(model: nn.Module, zoo_state: dict[str, torch.Tensor], arch, hf_config) -> None:

@@ -65,7 +65,7 @@ class Trainer:
         self._check_vocab()
         if cfg.get("init_from"):          # before any checkpoint: a resume then restores the trained weights
             from ..hub.pretrained import init_from
-            init_from(self.model, cfg, self.data_ctx.tokenizer,
+            init_from(self.model, cfg, self.data_ctx.tokenizer, data=self.data_ctx,
                       echo=lambda line: print(line, file=sys.stderr) if self.env.is_main else None)
         self.transforms = self.model.batch_transforms(self.data_ctx)
         n_params = sum(p.numel() for p in self.model.parameters())

@@ -14,6 +14,7 @@ import transformers
 from omegaconf import OmegaConf
 
 import modalzoo
+from modalzoo.errors import ModalzooError
 from modalzoo.hub import architecture
 from modalzoo.hub.export import export_run, load_run
 from modalzoo.hub.pretrained import import_hf
@@ -129,8 +130,31 @@ def test_trained_run_exports_and_loads_natively(trained_run):
     # init_from=hf: strict, every tensor back exactly
     fresh = perturbed(modalzoo.build_model(run.cfg), seed=9)
     import_hf(fresh, OmegaConf.to_container(run.cfg.model, resolve=True), str(out), tokenizer=zoo_tok,
-              echo=lambda _: None)
+              echo=lambda _: None, data=run.data_ctx)             # its config agrees with the recipe's
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in run.model.state_dict().items())
+
+
+@pytest.mark.slow
+def test_a_checkpoint_whose_config_means_other_weights_is_refused(trained_run, tmp_path):
+    """Same tensor names and shapes, another RoPE base / norm epsilon: init_from names the key, loads nothing."""
+    import shutil
+    recipe, run_dir, out, _ = trained_run
+    key = {"gpt2": "layer_norm_epsilon", "llama": "rope_theta"}[ARCHS[recipe][0]]
+    changed = tmp_path / "changed"
+    shutil.copytree(out, changed)
+    config = json.loads((changed / "config.json").read_text())
+    if key == "rope_theta":           # transformers 5 keeps it in rope_parameters
+        config["rope_parameters"]["rope_theta"] *= 10
+    else:
+        config[key] *= 10
+    (changed / "config.json").write_text(json.dumps(config))
+    run = load_run(run_dir)
+    fresh = perturbed(modalzoo.build_model(run.cfg), seed=9)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ModalzooError, match=rf"config differs from the recipe's .*{key}: checkpoint"):
+        import_hf(fresh, OmegaConf.to_container(run.cfg.model, resolve=True), str(changed),
+                  tokenizer=run.data_ctx.tokenizer, echo=lambda _: None, data=run.data_ctx)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in before.items())
 
 
 @pytest.mark.slow

@@ -217,7 +217,7 @@ def test_trained_run_exports_and_loads_natively(trained_run):
     # init_from=hf: strict, every tensor back exactly
     fresh = perturbed(modalzoo.build_model(run.cfg), seed=9)
     import_hf(fresh, OmegaConf.to_container(run.cfg.model, resolve=True), str(out), tokenizer=zoo_tok,
-              echo=lambda _: None)
+              echo=lambda _: None, data=run.data_ctx)           # and its config agrees with the recipe's
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in run.model.state_dict().items())
 
 
