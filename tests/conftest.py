@@ -60,6 +60,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): exact comparisons
+    and step timings then do not depend on thread scheduling on a shared machine (2 shared cores made SDPA
+    calls 1000x slower with 2 threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def text_sample(tmp_path_factory) -> Path:
     """A ~0.4 MB text-sample (real docstrings), built the way users build it."""

@@ -99,3 +99,37 @@ def __getattr__(name: str):
         globals()[name] = value = merged(name)
         return value
     raise AttributeError(f"module 'tiny_models' has no attribute '{name}'")
+
+
+def rand(*shape, seed=1) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def padded_lm_batch(vocab: int = 100, pad_id: int = 1) -> dict[str, torch.Tensor]:
+    """Two rows of token ids, the second right-padded (the causal-LM export parity batch)."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (2, 13), generator=g)
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, 9:] = False
+    ids[1, 9:] = pad_id
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def lm_logits_diff(zoo, hf, batch, stream: str = "text", target: str = "lm") -> float:
+    """Max |zoo - transformers| next-token logit at the real tokens (the zoo's must not be all ~0)."""
+    from modalzoo.modalities.text.hub import causal_lm
+    real = batch["attention_mask"]
+    with torch.no_grad():
+        ours = causal_lm.zoo_logits(zoo, batch, stream, target)[real]
+        theirs = hf(input_ids=batch["input_ids"], attention_mask=real.long()).logits[real]
+    assert ours.abs().mean() > 0.1
+    return (ours - theirs).abs().max().item()
+
+
+# A 2-layer causal LM recipe over the docstring data (generate and CLM-report tests).
+GPT_RECIPE = ("# @package _global_\n"
+              "defaults:\n  - /modalzoo_recipe\n  - /trainer: cpu_small\n  - /data: text_sample\n  - _self_\n"
+              "model:\n  streams:\n    text:\n"
+              "      embedding: {name: token, vocab_size: 2000, dim: 64, max_positions: 64}\n"
+              "      encoder: {name: transformer, layers: 2, dim: 64, heads: 4, mask: causal, activation: gelu_tanh}\n"
+              "  targets:\n    lm: {name: clm, stream: text}\n")

@@ -14,22 +14,17 @@ from modalzoo.encoders.masks import build_attention_mask, with_bias
 from modalzoo.encoders.positions import Rotary, alibi_bias, alibi_slopes, apply_rotary
 from modalzoo.encoders.transformer import Transformer, TransformerConfig, TransformerDecoderConfig
 from modalzoo.tokens import Tokens
+from tiny_models import rand
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DIM, HEADS = 32, 4
 ATOL = 1e-5
 ACTIVATIONS = ["gelu", "gelu_tanh", "quick_gelu", "relu", "swiglu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def rand(*shape, seed=1) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def randomize_norms(module: nn.Module, seed=3):

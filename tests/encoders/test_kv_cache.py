@@ -9,21 +9,16 @@ import torch
 from modalzoo.encoders.blocks import KVCache
 from modalzoo.encoders.transformer import Transformer, TransformerConfig, TransformerDecoderConfig
 from modalzoo.tokens import Tokens
+from tiny_models import rand
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DIM, HEADS = 32, 4
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def rand(*shape, seed=1) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def make(config=TransformerConfig, seed=0, **kw) -> Transformer:

@@ -20,13 +20,7 @@ ATOL = 1e-5
 POSITIONS = ["none", "rope", "alibi"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: a second intra-op thread only adds sync overhead (20x on a busy box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(mask="bidirectional", positions="none", layers=2, seed=0, **kw) -> Transformer:

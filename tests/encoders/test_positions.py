@@ -20,13 +20,9 @@ from modalzoo.encoders.positions import (
 from modalzoo.encoders.transformer import Transformer, TransformerConfig
 from modalzoo.tokens import Tokens
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
 
 
 def rand(*shape, seed=0) -> torch.Tensor:

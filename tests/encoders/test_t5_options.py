@@ -16,20 +16,15 @@ from modalzoo.encoders.transformer import Transformer, TransformerConfig, Transf
 from modalzoo.errors import ConfigError
 from modalzoo.registry import ENCODERS
 from modalzoo.tokens import Tokens
+from tiny_models import rand
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DIM, HEADS, BUCKETS, MAX_DISTANCE = 32, 4, 8, 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def rand(*shape, seed=1) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])

@@ -22,18 +22,12 @@ from modalzoo.modalities.text.generate import (
 )
 from modalzoo.model import build_model
 from modalzoo.registry import TOKENIZERS
-from tiny_models import CORPUS, PAD, D, H, V, perturbed
+from tiny_models import CORPUS, GPT_RECIPE, PAD, D, H, V, perturbed
 
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Decoding steps are tiny: a second thread costs more than it gives on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gpt2_like(vocab=V, max_positions=40):
@@ -234,12 +228,6 @@ def test_encoder_decoder_prompt_is_a_whole_document(tokenizer):
 
 # ------------------------------------------------------------------------------------------ the command
 
-GPT_RECIPE = ("# @package _global_\n"
-              "defaults:\n  - /modalzoo_recipe\n  - /trainer: cpu_small\n  - /data: text_sample\n  - _self_\n"
-              "model:\n  streams:\n    text:\n"
-              "      embedding: {name: token, vocab_size: 2000, dim: 64, max_positions: 64}\n"
-              "      encoder: {name: transformer, layers: 2, dim: 64, heads: 4, mask: causal, activation: gelu_tanh}\n"
-              "  targets:\n    lm: {name: clm, stream: text}\n")
 
 
 @pytest.fixture(scope="module")

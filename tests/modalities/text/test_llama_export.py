@@ -16,8 +16,9 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 import modalzoo
 from modalzoo import ModalzooError
 from modalzoo.encoders.positions import Rotary
-from modalzoo.modalities.text.hub import causal_lm
 from modalzoo.modalities.text.hub.llama import hf_config_kwargs, hf_to_zoo, zoo_to_hf
+from tiny_models import lm_logits_diff as logits_diff
+from tiny_models import padded_lm_batch as padded_batch
 from tiny_models import perturbed
 
 E, N = "model.streams.text.embedding.", "model.streams.text.encoder."
@@ -29,23 +30,6 @@ def tiny(*overrides: str):
     return modalzoo.load_recipe("llama_tiny", [*TINY, *overrides])
 
 
-def padded_batch(vocab: int = 100, pad_id: int = 1) -> dict[str, torch.Tensor]:
-    """Two rows, the second right-padded."""
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, vocab, (2, 13), generator=g)
-    mask = torch.ones_like(ids, dtype=torch.bool)
-    mask[1, 9:] = False
-    ids[1, 9:] = pad_id
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def logits_diff(zoo, hf, batch) -> float:
-    real = batch["attention_mask"]
-    with torch.no_grad():
-        ours = causal_lm.zoo_logits(zoo, batch, "text", "lm")[real]
-        theirs = hf(input_ids=batch["input_ids"], attention_mask=real.long()).logits[real]
-    assert ours.abs().mean() > 0.1
-    return (ours - theirs).abs().max().item()
 
 
 def test_smollm2_135m_is_the_published_shape():

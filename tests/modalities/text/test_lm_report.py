@@ -13,13 +13,7 @@ import modalzoo
 from conftest import tiny_overrides
 from modalzoo.evaluation.run import LoadedRun, evaluate_run
 from modalzoo.modalities.text.lm_report import docstring_openings, lm_applies, unigram_logp
-
-GPT_RECIPE = ("# @package _global_\n"
-              "defaults:\n  - /modalzoo_recipe\n  - /trainer: cpu_small\n  - /data: text_sample\n  - _self_\n"
-              "model:\n  streams:\n    text:\n"
-              "      embedding: {name: token, vocab_size: 2000, dim: 64, max_positions: 64}\n"
-              "      encoder: {name: transformer, layers: 2, dim: 64, heads: 4, mask: causal, activation: gelu_tanh}\n"
-              "  targets:\n    lm: {name: clm, stream: text}\n")
+from tiny_models import GPT_RECIPE
 
 
 @pytest.fixture(scope="module")
