@@ -89,6 +89,40 @@ def digits(tmp_path_factory) -> Path:
     return out
 
 
+def write_audio_clips(out: Path, per_split: int = 24, rate: int = 16000, seed: int = 0) -> Path:
+    """Synthetic clips in the `audio` layout: class k is a tone of 300 * (k + 1) Hz in noise, 0.1 to 1.5 s
+    long, with a caption, a class id and (``KEY.json``) its metadata; plus info.json and classes.json."""
+    import json
+
+    import numpy as np
+
+    from modalzoo.datasets.shards import ShardWriter
+    from modalzoo.modalities.audio.io import encode_audio
+
+    rng = np.random.default_rng(seed)
+    classes = ["low tone", "middle tone", "high tone"]
+    counts = {}
+    for split in ("train", "validation"):
+        with ShardWriter(out, split, max_count=per_split // 2) as writer:
+            for i in range(per_split):
+                k, n = i % 3, int(rng.integers(rate // 10, rate * 3 // 2))
+                t = np.arange(n) / rate
+                wave = 0.3 * np.sin(2 * np.pi * 300 * (k + 1) * t) + 0.02 * rng.standard_normal(n)
+                writer.write({"__key__": f"{split}-{i:04d}", "flac": encode_audio(wave, rate), "cls": str(k),
+                              "txt": f"a {classes[k]} for {n / rate:.1f} seconds",
+                              "json": json.dumps({"seconds": n / rate, "class": classes[k]})})
+        counts[split] = per_split
+    (out / "info.json").write_text(json.dumps({"name": "test-clips", "sample_rate": rate, "clips": counts}))
+    (out / "classes.json").write_text(json.dumps({"classes": classes, "templates": ["the sound of a {}."]}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def audio_clips(tmp_path_factory) -> Path:
+    """48 synthetic 16 kHz clips (3 tone classes) in the `audio` dataset layout, built once."""
+    return write_audio_clips(tmp_path_factory.mktemp("data") / "audio-clips")
+
+
 def tiny_overrides(data_path: Path, run_dir: Path, **extra) -> list[str]:
     """Overrides that shrink bert_mlm_tiny to seconds on CPU."""
     base = {"run_dir": str(run_dir), "data.path": str(data_path), "data.num_workers": 0,

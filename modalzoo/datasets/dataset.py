@@ -66,6 +66,10 @@ class FieldBatcher:
             raise ModalzooError(f"field '{own[0]}' batches its own values, so it must be its dataset's only "
                                 f"field (have {list(fields)})")
         self.own = own[0] if own else None
+        grouping = [name for name, f in fields.items() if hasattr(f, "group")]
+        if len(grouping) > 1:
+            raise ModalzooError(f"fields {grouping} each group rows into batches; at most one may")
+        self.grouping = grouping[0] if grouping else None
         self.empty_epochs = 0
         self.first_error: str | None = None      # why the first skipped sample was skipped, for error messages
 
@@ -88,7 +92,9 @@ class FieldBatcher:
             values = (row[self.own] for row in rows)
             yield from self.fields[self.own].batches(values, self.states[self.own], self.batch_size, self.drop_last)
             return
-        for chunk in chunks(rows, self.batch_size, self.drop_last):
+        grouped = (self.fields[self.grouping].group(rows, self.grouping, self.batch_size, self.drop_last)
+                   if self.grouping else chunks(rows, self.batch_size, self.drop_last))
+        for chunk in grouped:
             batch: dict = {}
             for name, f in self.fields.items():
                 batch.update(f.collate([row[name] for row in chunk], self.states[name]))

@@ -22,8 +22,10 @@ class Field(Protocol):
     """One kind of value in every sample. Optional methods, looked up by name:
 
     ``finisher(state, train) -> fn(batch, generator) -> batch`` (picklable; all randomness from the
-    generator) and ``batches(values, state, batch_size, drop_last) -> Iterator[dict]`` (replaces the
-    dataset's fixed-size batching; at most one field of a dataset has it).
+    generator); ``batches(values, state, batch_size, drop_last) -> Iterator[dict]`` (replaces the
+    dataset's fixed-size batching; at most one field of a dataset has it, and it is the only field); and
+    ``group(rows, name, batch_size, drop_last) -> Iterator[list[row]]`` (decides which decoded rows, dicts of
+    every field's value, make a batch, e.g. by a length budget; every field still collates its values).
     """
 
     kind: str                        # what `DataContext.write_files` styles are keyed by: "text", "image", ...

@@ -88,12 +88,21 @@ class Transformer(nn.Module):
             return self.relative(positions, keys)
         return None
 
-    def forward(self, tokens: Tokens, memory: Tokens | None = None, cache: KVCache | None = None) -> Tokens:
+    def forward(self, tokens: Tokens, memory: Tokens | None = None, cache: KVCache | None = None,
+                output_layer: int | None = None) -> Tokens:
         """``cache``: incremental decoding (inference). The first forward with an empty cache is the ordinary
         one and stores every layer's keys and values; later forwards take only the new tokens. Their
         positions continue from ``cache.length``: ``tokens.positions`` when given (an embedding with
-        ``position_ids`` offset by the cache length), else ``cache.length + 0..L-1``."""
+        ``position_ids`` offset by the cache length), else ``cache.length + 0..L-1``.
+
+        ``output_layer`` L (1-based): stop after block L and return its output without the final norm (the
+        features HuBERT's next k-means iteration clusters, fairseq's ``output_layer``); L = layers is the
+        last block's output, before the final norm."""
         cfg = self.cfg
+        if output_layer is not None and not 1 <= output_layer <= cfg.layers:
+            raise ValueError(f"output_layer must be in 1..{cfg.layers} (this stack's layers), got {output_layer}")
+        if output_layer is not None and cache is not None:
+            raise ValueError("output_layer and a KV cache do not combine")
         start = 0 if cache is None else cache.length
         if cache is not None and cfg.mask == "bidirectional":
             raise ValueError("a KV cache needs a causal or prefix-LM stack (mask: causal or prefix); this one "
@@ -123,6 +132,8 @@ class Transformer(nn.Module):
                 x = checkpoint(block, x, mask, is_causal, rope, context, context_mask, use_reentrant=False)
             else:
                 x = block(x, mask, is_causal, rope, context, context_mask)
+            if output_layer == i + 1:
+                return tokens.replace(x=x)
         if cache is not None:
             cache.length, cache.positions, cache.pad_mask = start + x.shape[1], keys, key_pad
         return tokens.replace(x=self.norm(x))

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ...datasets.classes import ClassField
 from ...datasets.dataset import ShardDataConfig, ShardDataset
 from ...registry import DATASETS
 from ..text.fields import CaptionField
-from .fields import CLIP_MEAN, CLIP_STD, ClassField, ImageField
+from .fields import CLIP_MEAN, CLIP_STD, DEFAULT_TEMPLATES, ImageField
 
 
 @dataclass
@@ -59,7 +60,7 @@ class ImageTextData(ShardDataset):
     def make_fields(self) -> dict:
         cfg = self.cfg
         fields = {"image": ImageField(cfg.image_size, cfg.mean, cfg.std, cfg.augment, cfg.jpeg_draft),
-                  "class": ClassField()}
+                  "class": ClassField(DEFAULT_TEMPLATES)}
         if cfg.captions:
             fields["caption"] = CaptionField(cfg.tokenizer, cfg.seq_len, cfg.tokenizer_train_docs)
         return fields

@@ -1,5 +1,5 @@
-"""The vision modality's fields: `ImageField` (``KEY.jpg|jpeg|png``) and `ClassField` (``KEY.cls``, with the
-class names and prompt templates of ``classes.json`` beside the shards).
+"""The vision modality's field: `ImageField` (``KEY.jpg|jpeg|png``); class ids are the core `ClassField`
+(`datasets/classes.py`).
 
 Images are decoded with PIL (any mode -> RGB), the shorter side resized to ``image_size`` (torchvision's
 antialiased bicubic, as `transformers`' image processors do) and center-cropped, and collated as uint8; the
@@ -11,7 +11,6 @@ PIL and torchvision are imported where they are used: importing this package reg
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ...errors import ModalzooError
-
 if TYPE_CHECKING:
     from PIL import Image
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-DEFAULT_TEMPLATES = ["a photo of a {}."]
+DEFAULT_TEMPLATES = ["a photo of a {}."]     # zero-shot prompts when classes.json names none
 CROP_SCALE = (0.8, 1.0)           # augment=light: RandomResizedCrop scale range ...
 ROTATION_DEGREES = 10.0           # ... and a small rotation; no flips (digits are not mirror-symmetric)
 
@@ -94,30 +91,6 @@ def image_bytes(sample: dict) -> bytes | None:
         if sample.get(ext) is not None:
             return sample[ext]
     return None
-
-
-def class_of(sample: dict) -> int:
-    raw = sample.get("cls")
-    if raw is None:
-        return -1
-    value = int(raw.decode("ascii") if isinstance(raw, bytes) else raw)
-    if value < 0:
-        raise ValueError(f"negative class id {value}")
-    return value
-
-
-def read_classes(folder: str | Path) -> dict:
-    """``classes.json`` in ``folder``: {"classes": [...], "templates": [...]}, or {} if absent."""
-    path = Path(folder) / "classes.json"
-    if not path.exists():
-        return {}
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModalzooError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("classes"), list):
-        raise ModalzooError(f"{path}: expected {{\"classes\": [names...], \"templates\": [...]}}")
-    return info
 
 
 # ----------------------------------------------------------------------------------------- finishing
@@ -191,34 +164,3 @@ class ImageField:
     def files(self, state: ImageState, out: Path, style: str | None) -> list[Path]:
         from .hub.image_processor import write_image_processor
         return [write_image_processor(out, state.image_size, state.mean, state.std, style or "vit")]
-
-
-@dataclass
-class ClassState:
-    classes: list[str] | None        # from classes.json; None when the data has none
-    templates: list[str]             # zero-shot prompt templates, "{}" for the class name
-
-
-class ClassField:
-    """An optional integer class id per sample: ``class_id`` long [B], -1 where a sample has no ``.cls``."""
-
-    kind, keys, unit, rows = "class", ("cls",), "samples", "samples"
-
-    def prepare(self, data, run_dir: Path | None) -> ClassState:
-        info = read_classes(data.cfg.path)
-        return ClassState(info.get("classes"), info.get("templates") or list(DEFAULT_TEMPLATES))
-
-    def restore(self, data, run_dir: Path) -> ClassState:
-        return self.prepare(data, run_dir)       # classes.json beside the shards, when they are here
-
-    def decode(self, sample: dict, state: ClassState) -> int:
-        return class_of(sample)
-
-    def collate(self, ids: list[int], state: ClassState) -> dict[str, torch.Tensor]:
-        return {"class_id": torch.tensor(ids, dtype=torch.long)}
-
-    def count(self, batch: dict) -> int:
-        return int(batch["class_id"].shape[0])
-
-    def files(self, state: ClassState, out: Path, style: str | None) -> list[Path]:
-        return []

@@ -1,0 +1,1 @@
+"""Hub mappings of audio models (HubertModel, ASTModel), found by `components.modality_modules("hub")`."""
