@@ -42,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import your module first so its registered components can be named")
-    p = command("eval", "Evaluate a run's newest checkpoint on the validation split; writes RUN_DIR/eval.json.")
+    p = command("eval", "Evaluate a run's newest checkpoint on the validation split; writes RUN_DIR/eval.json "
+                "(data.KEY=VALUE overrides: evaluate on another packed dataset, written to eval-<name>.json).")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("overrides", nargs="*", metavar="data.key=value",
+                   help="data overrides only, e.g. data.path=data/other")
+    p.add_argument("--out", type=Path, default=None, help="where to write the results (default: see above)")
     p.add_argument("--batches", type=int, default=50, help="batches per split to evaluate on (default 50)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
@@ -190,7 +194,8 @@ def run(argv: list[str]) -> int:
         from .evaluation.run import evaluate_run
         from .model import import_components
         import_components()
-        evaluate_run(args.run_dir, batches=args.batches, device=args.device)
+        evaluate_run(args.run_dir, batches=args.batches, device=args.device, data_overrides=args.overrides,
+                     out=args.out)
     elif args.command == "generate":
         from .components import modality_modules
         text = modality_modules("generate")[0]          # prompts are text: the text modality's generate.py

@@ -52,6 +52,28 @@ def test_eval_prints_table_and_writes_json(trained_run):
     assert report["mlm"]["fill_masks"]
 
 
+def test_eval_on_another_packed_dataset(trained_run, text_sample, tmp_path):
+    """`modalzoo eval RUN data.path=OTHER`: the run's model and tokenizer on other shards, written beside
+    eval.json as eval-OTHER.json; only data keys are taken, misspelt ones named."""
+    import shutil
+    run_dir, _ = trained_run
+    other = tmp_path / "other"
+    shutil.copytree(text_sample / "train", other / "validation")       # other documents as its validation split
+    shutil.copytree(text_sample / "validation", other / "train")       # (the MLM report's unigram counts)
+    result = run_cli("eval", str(run_dir), f"data.path={other}", "--batches", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run_dir / "eval-other.json").read_text())
+    assert report["data_overrides"] == [f"data.path={other}"] and report["step"] == 40
+    own = run_cli("eval", str(run_dir), "--batches", "2")
+    assert own.returncode == 0
+    assert json.loads((run_dir / "eval.json").read_text())["val"]["mlm/loss"] != report["val"]["mlm/loss"]
+    for bad, expected in [("model.streams.text.encoder.layers=3", "eval takes data overrides only"),
+                          (f"data.pth={other}", "did you mean 'data.path'?")]:
+        result = run_cli("eval", str(run_dir), bad)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args,expected", [
     (["train", "bert_mlm_tiy"], "unknown recipe 'bert_mlm_tiy'; did you mean 'bert_mlm_tiny'?"),
     (["train", "bert_mlm_tiny", "trainer.max_step=5"], "unknown key 'trainer.max_step' in 'trainer'; did you mean "

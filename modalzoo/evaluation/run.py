@@ -26,9 +26,12 @@ from ..training.runs import load_run_model, resolve_device
 class LoadedRun:
     """A run ready to evaluate: model on ``device`` plus its data (tokenizer, validation loader)."""
 
-    def __init__(self, run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
+    def __init__(self, run_dir: Path, checkpoint: Path | None = None, device: str = "cpu",
+                 data_overrides: list[str] | None = None):
         self.run_dir = Path(run_dir)
         self.cfg, self.model, self.checkpoint, self.step = load_run_model(self.run_dir, checkpoint=checkpoint)
+        if data_overrides:
+            self.cfg.data = override_data(self.cfg.data, data_overrides)
         self.device = resolve_device(device)
         self.data = DATASETS.build(self.cfg.data, "data")
         self.data_ctx = self.data.prepare(self.run_dir)
@@ -38,6 +41,26 @@ class LoadedRun:
     def val_loader(self, batch_size: int | None = None):
         return self.data.loader("val", batch_size or self.cfg.trainer.batch_size, self.transforms,
                                 seed=self.cfg.seed + 1, train=False)
+
+
+def override_data(data_cfg, overrides: list[str]):
+    """The run's ``data`` section with ``data.KEY=VALUE`` overrides (evaluate on another packed dataset of the
+    same kind: ``data.path=OTHER``). Only data keys: the model and its checkpoint stay the run's; the dataset
+    registry then validates the result (unknown keys named with the closest valid one)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from ..errors import ConfigError
+
+    merged = OmegaConf.create(OmegaConf.to_container(data_cfg, resolve=True))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("data."):
+            raise ConfigError(f"eval takes data overrides only (data.KEY=VALUE, e.g. data.path=OTHER), got "
+                              f"'{item}': the model and checkpoint are the run's")
+        OmegaConf.update(merged, key[len("data."):], yaml.safe_load(value) if value else value, force_add=True)
+    DATASETS.make_config(OmegaConf.to_container(merged), "data")        # validate now, with the key's path
+    return merged
 
 
 @dataclass(frozen=True)
@@ -73,10 +96,16 @@ def merge_reports(outputs: list[dict]) -> dict:
     return merged
 
 
-def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Callable = print) -> dict:
-    run = LoadedRun(run_dir, device=device)
+def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Callable = print,
+                 data_overrides: list[str] | None = None, out: Path | None = None) -> dict:
+    """Evaluate and write ``out`` (default RUN_DIR/eval.json; with ``data_overrides`` the default is
+    RUN_DIR/eval-<name of data.path>.json, so the run's own evaluation is kept)."""
+    run = LoadedRun(run_dir, device=device, data_overrides=data_overrides)
     torch.manual_seed(run.cfg.seed)
     result: dict = {"run_dir": str(run.run_dir), "checkpoint": str(run.checkpoint), "step": run.step}
+    if data_overrides:
+        result["data_overrides"] = list(data_overrides)
+        out = out or run.run_dir / f"eval-{Path(str(run.cfg.data.path)).name or 'data'}.json"
     result["val"] = evaluate(run.model, run.val_loader(), run.device, "fp32", batches)
     before = [r for r in read_metrics(run.run_dir) if r["split"] == "val" and r["step"] == 0]
     if before:
@@ -86,7 +115,7 @@ def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Ca
         if outputs:
             result[name] = merge_reports(outputs)
             result.update(result[name].get("summary", {}))     # e.g. zero_shot_top1 at the top level
-    (run.run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    Path(out or run.run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     echo(format_table(result))
     for name in run.model.targets:
         for line in result.get(name, {}).get("lines", []):

@@ -16,14 +16,13 @@ is stable when the sources are re-packed and duplicate images never straddle it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...datasets.listings import ClassNames, class_folders, folder_items, listed_items, readable
 from ...datasets.shards import ShardWriter
 from ...errors import ModalzooError
 from ...registry import PACKERS
@@ -32,121 +31,6 @@ IMAGE_SUFFIXES = {".jpg": "jpg", ".jpeg": "jpeg", ".png": "png"}
 CAPTION_TEMPLATE = "a photo of a {}."
 PROMPT_TEMPLATES = ["a photo of a {}.", "a blurry photo of a {}.", "a close-up photo of a {}.",
                     "a good photo of a {}.", "a photo of the {}."]
-
-
-@dataclass
-class Item:
-    path: Path
-    caption: str | None
-    class_id: int | None
-    where: str                       # for error messages: "listing.csv:12"
-
-
-class ClassNames:
-    """Class name -> id: folder classes first (sorted), then names met in listings, in order of appearance."""
-
-    def __init__(self, names: Iterable[str] = ()):
-        self.ids: dict[str, int] = {}
-        for name in names:
-            self.id(name)
-
-    def id(self, name: str) -> int:
-        if name not in self.ids:
-            self.ids[name] = len(self.ids)
-        return self.ids[name]
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.ids)
-
-
-def readable(name: str) -> str:
-    return name.replace("_", " ").strip()
-
-
-def class_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def walk_images(folder: Path) -> Iterator[Path]:
-    """The .jpg/.jpeg/.png files under ``folder`` in sorted order, one directory listing at a time,
-    skipping hidden files and folders."""
-    for here, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(here) / name
-
-
-def folder_items(root: Path, classes: ClassNames) -> Iterator[Item]:
-    folders = class_folders(root)
-    if not folders:
-        raise ModalzooError(f"{root}: an image folder needs one sub-folder per class (ROOT/CLASS/image.jpg)")
-    found = 0
-    for folder in folders:
-        name = readable(folder.name)
-        for path in walk_images(folder):
-            found += 1
-            yield Item(path, CAPTION_TEMPLATE.format(name), classes.id(name), str(path))
-    if not found:
-        raise ModalzooError(f"{root}: no .jpg/.jpeg/.png images in its class folders "
-                            f"({', '.join(f.name for f in folders[:5])}{', ...' if len(folders) > 5 else ''})")
-
-
-def _class_value(value, classes: ClassNames, where: str) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise ModalzooError(f"{where}: 'class' must be an integer id or a name, got {value!r}")
-    if isinstance(value, int):
-        class_id = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        class_id = int(value.strip())
-    elif isinstance(value, str):
-        return classes.id(value.strip())
-    else:
-        raise ModalzooError(f"{where}: 'class' must be an integer id or a name, got {value!r}")
-    if class_id < 0:
-        raise ModalzooError(f"{where}: class id {class_id} is negative")
-    return class_id
-
-
-def _listing_item(record: dict, base: Path, classes: ClassNames, where: str) -> Item:
-    path, caption = record.get("path"), record.get("caption")
-    if not isinstance(path, str) or not path.strip():
-        raise ModalzooError(f"{where}: no image 'path'")
-    if caption is not None and not isinstance(caption, str):
-        raise ModalzooError(f"{where}: 'caption' must be a string, got {caption!r}")
-    return Item(base / path.strip(), caption.strip() if caption else None,
-                _class_value(record.get("class"), classes, where), where)
-
-
-def csv_items(listing: Path, classes: ClassNames) -> Iterator[Item]:
-    with listing.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        missing = [c for c in ("path", "caption") if c not in columns]
-        if missing:
-            raise ModalzooError(f"{listing}: missing column(s) {', '.join(repr(c) for c in missing)} "
-                                f"(the header has {columns}; expected path,caption[,class])")
-        for row in reader:
-            yield _listing_item(row, listing.parent, classes, f"{listing}:{reader.line_num}")
-
-
-def jsonl_items(listing: Path, classes: ClassNames) -> Iterator[Item]:
-    with listing.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{listing}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ModalzooError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict) or "path" not in record:
-                keys = list(record)[:8] if isinstance(record, dict) else type(record).__name__
-                raise ModalzooError(f"{where}: no 'path' field (got {keys}; expected path, caption[, class])")
-            yield _listing_item(record, listing.parent, classes, where)
 
 
 def pack_images(sources: Iterable[str | Path], out: str | Path, val_fraction: float = 0.0,
@@ -176,12 +60,8 @@ def pack_images(sources: Iterable[str | Path], out: str | Path, val_fraction: fl
     writers: dict[str, ShardWriter] = {}
     try:
         for src in sources:
-            if src.is_dir():
-                items = folder_items(src, classes)
-            elif src.suffix.lower() == ".csv":
-                items = csv_items(src, classes)
-            else:
-                items = jsonl_items(src, classes)
+            items = (folder_items(src, classes, IMAGE_SUFFIXES, CAPTION_TEMPLATE, "image") if src.is_dir()
+                     else listed_items(src, classes))
             for item in tqdm(items, desc=src.name, unit=" images", disable=None):
                 ext = IMAGE_SUFFIXES.get(item.path.suffix.lower())
                 if ext is None:

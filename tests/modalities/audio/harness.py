@@ -22,8 +22,22 @@ def exercise_audio_dataset(kind, name, fixtures):
     assert data.tokens_in(batch) == int(batch["audio_lengths"].sum()) // 320 and data.throughput_unit == "audio_frames"
 
 
+def exercise_pack_audio(packer, tmp_path):
+    import numpy as np
+    import soundfile as sf
+    for cls in ("bell", "drum"):
+        (tmp_path / "tree" / cls).mkdir(parents=True)
+        sf.write(tmp_path / "tree" / cls / "a.wav", np.zeros(8000, np.float32), 8000)
+    assert packer.pack([tmp_path / "tree"], tmp_path / "out").startswith("packed 2 train / 0 validation clips")
+    data = REGISTRIES["dataset"].build({"name": "audio", "path": str(tmp_path / "out"), "num_workers": 0,
+                                        "val_split": "train"})
+    assert data.prepare(None).get("classes") == ["bell", "drum"]
+    batch = next(iter(data.loader("val", 2, [], seed=0, train=False)))
+    assert batch["class_id"].tolist() == [0, 1] and batch["audio_lengths"].tolist() == [16000, 16000]
+
+
 SHAPES: dict = {}
 COVERS: dict = {}
 DATASETS = {"audio": exercise_audio_dataset}
 SAMPLE_DATA: dict = {}
-PACKERS: dict = {}
+PACKERS = {"pack-audio": exercise_pack_audio}
