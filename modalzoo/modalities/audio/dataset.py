@@ -35,6 +35,7 @@ class AudioDataConfig(ShardDataConfig):
     units: str | None = None         # a label set (`modalzoo units ...`): frame-level targets for HuBERT
     batch_seconds: float | None = None   # token budget: padded seconds of audio per batch (None: batch_size clips)
     bucket_buffer: int = 256         # clips sorted together into length buckets when batching by budget
+    crop_to_shortest: bool = False   # fairseq's default (pad_audio: false): training batches cropped to their shortest
     num_workers: int = 1
     shuffle_buffer: int = 1000
     captions: bool = False           # tokenize KEY.txt into input_ids / attention_mask (CLAP)
@@ -65,7 +66,8 @@ class AudioData(ShardDataset):
         cfg = self.cfg
         max_samples = None if cfg.max_seconds is None else int(cfg.max_seconds * cfg.sample_rate)
         fields = {"audio": AudioField(cfg.sample_rate, cfg.resample, cfg.min_samples, max_samples, cfg.crop_hop,
-                                      cfg.normalize, cfg.units, cfg.batch_seconds, cfg.bucket_buffer),
+                                      cfg.normalize, cfg.units, cfg.batch_seconds, cfg.bucket_buffer,
+                                      cfg.crop_to_shortest),
                   "class": ClassField(DEFAULT_TEMPLATES)}
         if cfg.captions:
             fields["caption"] = CaptionField(cfg.tokenizer, cfg.seq_len, cfg.tokenizer_train_docs)

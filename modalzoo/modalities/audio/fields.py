@@ -7,8 +7,11 @@ length buckets (``batch_seconds``): a buffer of clips is sorted by length and cu
 stays under the budget, so short clips travel many to a batch and padding stays small; without a budget it is
 ``batch_size`` clips. The finishing step crops clips longer than ``max_samples`` to a random window on the
 ``crop_hop`` grid (train; validation takes the start) and crops their units with them, from the stream's per-batch
-generator (exact resume). Batch: ``input_values`` float32 [B, T] (zero-padded), ``audio_lengths`` long [B],
-with units ``units`` long [B, U] (-100 padded) and ``unit_lengths`` long [B].
+generator (exact resume); ``crop_to_shortest`` (fairseq's ``pad_audio: false``, training only) crops a whole batch
+to its shortest clip instead, which wastes no padding but discards audio.
+
+Batch: ``input_values`` float32 [B, T] (zero-padded), ``audio_lengths`` long [B], with units ``units`` long
+[B, U] (-100 padded) and ``unit_lengths`` long [B].
 """
 
 from __future__ import annotations
@@ -55,11 +58,13 @@ class AudioField:
 
     def __init__(self, sample_rate: int, resample: bool = False, min_samples: int = 400,
                  max_samples: int | None = None, crop_hop: int = 320, normalize: bool = False,
-                 units: str | None = None, batch_seconds: float | None = None, bucket_buffer: int = 256):
+                 units: str | None = None, batch_seconds: float | None = None, bucket_buffer: int = 256,
+                 crop_to_shortest: bool = False):
         self.sample_rate, self.resample = sample_rate, resample
         self.min_samples, self.max_samples, self.crop_hop = min_samples, max_samples, crop_hop
         self.normalize, self.units_path = normalize, units
         self.batch_seconds, self.bucket_buffer = batch_seconds, bucket_buffer
+        self.crop_to_shortest = crop_to_shortest
 
     # -------------------------------------------------------------------- state
     def prepare(self, data, run_dir: Path | None) -> AudioState:
@@ -162,7 +167,8 @@ class AudioField:
 
     def finisher(self, state: AudioState, train: bool):
         return AudioFinish(self.max_samples, self.crop_hop, self.normalize, train,
-                           state.sample_rate / state.label_rate if state.label_rate else None)
+                           state.sample_rate / state.label_rate if state.label_rate else None,
+                           self.crop_to_shortest and train)
 
     def count(self, batch: dict) -> int:
         return int(batch["audio_lengths"].sum()) // (self.sample_rate // 50)     # 20 ms frames of real audio
@@ -182,15 +188,18 @@ class AudioFinish:
     batch's generator."""
 
     def __init__(self, max_samples: int | None, crop_hop: int, normalize: bool, train: bool,
-                 samples_per_label: float | None):
+                 samples_per_label: float | None, crop_to_shortest: bool = False):
         self.max_samples, self.crop_hop, self.normalize, self.train = max_samples, crop_hop, normalize, train
-        self.samples_per_label = samples_per_label
+        self.samples_per_label, self.crop_to_shortest = samples_per_label, crop_to_shortest
 
     def __call__(self, batch: dict, generator: torch.Generator) -> dict:
+        lengths = batch["audio_lengths"]
+        limit = self.max_samples or int(lengths.max())
+        if self.crop_to_shortest:
+            limit = min(limit, max(int(lengths.min()) // self.crop_hop * self.crop_hop, self.crop_hop))
+        if int(lengths.max()) > limit:
+            batch = self.crop(batch, generator, limit)
         waves, lengths = batch["input_values"], batch["audio_lengths"]
-        if self.max_samples and int(lengths.max()) > self.max_samples:
-            batch = self.crop(batch, generator)
-            waves, lengths = batch["input_values"], batch["audio_lengths"]
         if self.normalize:
             real = torch.arange(waves.shape[1]) < lengths[:, None]
             n = lengths[:, None].clamp(min=1)
@@ -199,9 +208,9 @@ class AudioFinish:
             batch["input_values"] = ((waves - mean) / (var + 1e-7).sqrt()) * real
         return batch
 
-    def crop(self, batch: dict, generator: torch.Generator) -> dict:
+    def crop(self, batch: dict, generator: torch.Generator, limit: int) -> dict:
         waves, lengths = batch["input_values"], batch["audio_lengths"]
-        limit = self.max_samples - self.max_samples % self.crop_hop      # a whole number of hops
+        limit = max(limit - limit % self.crop_hop, self.crop_hop)        # a whole number of hops
         new_len = lengths.clamp(max=limit)
         out = torch.zeros(len(lengths), int(new_len.max()))
         units = batch.get("units")

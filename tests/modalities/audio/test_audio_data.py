@@ -187,3 +187,12 @@ def test_pack_audio_command(tmp_path):
     assert "packed 1 train / 0 validation clips" in result.stdout and "16000 Hz" in result.stdout
     result = run_cli("data", "pack-audio", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2"))
     assert result.returncode == 2 and "no such file or folder" in result.stderr
+
+
+def test_crop_to_shortest_crops_training_batches_to_their_shortest_clip(audio_clips):
+    data = audio_data(audio_clips, crop_to_shortest=True, max_seconds=None)
+    data.prepare(None)
+    for batch, _ in zip(data.loader("train", 4, [], seed=0, train=True), range(3)):
+        assert len(set(batch["audio_lengths"].tolist())) == 1 and int(batch["audio_lengths"][0]) % 320 == 0
+    val = all_batches(data, batch_size=4)                       # validation keeps every clip whole
+    assert len(set(torch.cat([b["audio_lengths"] for b in val]).tolist())) > 4
