@@ -4,10 +4,10 @@ modalities' by tests/harnesses.py."""
 
 from __future__ import annotations
 
-import torch
-
 import importlib.util
 from pathlib import Path
+
+import torch
 
 from modalzoo.registry import REGISTRIES
 

@@ -7,10 +7,10 @@ import importlib.util
 import json
 
 import pytest
-from shapes_data import read_split
 
 from modalzoo.modalities.audio import samples
 from modalzoo.registry import REGISTRIES
+from shapes_data import read_split
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(importlib.util.find_spec("espeakng_loader") is None, reason="needs modalzoo[speech]")]

@@ -8,12 +8,12 @@ import json
 import sys
 
 import pytest
-from shapes_data import read_split
 
 from modalzoo.errors import ModalzooError
 from modalzoo.modalities.audio import samples
 from modalzoo.modalities.audio.io import read_audio
 from modalzoo.registry import REGISTRIES
+from shapes_data import read_split
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(importlib.util.find_spec("espeakng_loader") is None, reason="needs modalzoo[speech]")]
