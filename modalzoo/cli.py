@@ -109,7 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("options", nargs="*", metavar="key=value", help="builder options, e.g. max_mb=2")
     for entry in packers:
         _packer_parser(data_sub, entry, fmt)
+    for add_parser, _ in _modality_commands().values():
+        add_parser(sub)
     return parser
+
+
+def _modality_commands() -> dict:
+    """Commands a modality owns (``modalities/<m>/commands.py``: ``COMMANDS = {name: (add_parser, run)}``),
+    e.g. audio's `modalzoo units`."""
+    from .components import modality_modules
+    return {name: entry for module in modality_modules("commands") for name, entry in module.COMMANDS.items()}
 
 
 def _packer_parser(data_sub, entry, fmt) -> None:
@@ -190,6 +199,8 @@ def run(argv: list[str]) -> int:
         run_dir = modalzoo.train(cfg)
         if os.environ.get("RANK", "0") == "0":
             print(f"run finished: {run_dir}")
+    elif args.command in (owned := _modality_commands()):
+        return owned[args.command][1](args) or 0
     elif args.command == "eval":
         from .evaluation.run import evaluate_run
         from .model import import_components
