@@ -1,1 +1,4 @@
-"""Hub mappings of audio models (HubertModel, ASTModel), found by `components.modality_modules("hub")`."""
+"""Audio's transformers mappings; importing this package registers their `hub.architecture.Architecture`s
+(HubertModel; ASTModel for CLAP's audio tower)."""
+
+from . import hubert  # noqa: F401
