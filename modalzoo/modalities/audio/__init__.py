@@ -2,4 +2,4 @@
 prediction, label sets of units, spoken-word and sound-caption sample data, `pack-audio`; `reports` and `hub/`
 load on demand."""
 
-from . import dataset, hubert, pack, samples, waveform  # noqa: F401  (registering modules)
+from . import dataset, fbank, hubert, pack, samples, waveform  # noqa: F401  (registering modules)

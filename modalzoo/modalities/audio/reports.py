@@ -3,6 +3,7 @@ word probe and unit quality (`hubert_reports.py`), CLAP's zero-shot and retrieva
 
 from __future__ import annotations
 
+from .clap_reports import REPORTS as CLAP_REPORTS
 from .hubert_reports import REPORTS as HUBERT_REPORTS
 
-REPORTS = [*HUBERT_REPORTS]
+REPORTS = [*HUBERT_REPORTS, *CLAP_REPORTS]

@@ -10,16 +10,13 @@ from __future__ import annotations
 import itertools
 
 import matplotlib
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ...errors import ModalzooError
 from ...evaluation.probe import probe_accuracy
 from ...evaluation.run import LoadedRun, Report
+from ...evaluation.zero_shot import confusion_matrix_png, evaluate_contrastive  # noqa: F401 (re-exported)
 from ...model import build_model
 from ...pretrain_tasks.contrastive import pool
-from ..text.fields import encode_texts
 from .mae import patchify
 
 matplotlib.use("Agg")
@@ -106,65 +103,12 @@ def zero_shot_applies(run: LoadedRun, target_name: str) -> bool:
             and run.data_ctx.tokenizer is not None)
 
 
-@torch.no_grad()
 def zero_shot(run: LoadedRun, target_name: str, max_batches: int = MAX_BATCHES) -> dict:
-    target = run.model.targets[target_name]
+    """Zero-shot top-1 on the held-out images with the data's prompt templates, and the confusion matrix PNG
+    (`evaluation/zero_shot.py`, shared with audio)."""
     image_stream, text_stream = image_text_streams(run, target_name)
-    pooling = dict(zip(target.cfg.streams, target.cfg.pooling))
-    names = class_names(run)
-    templates = run.data_ctx.get("templates") or ["a photo of {}."]
-    tok = run.data_ctx.tokenizer
-    text = run.model.streams[text_stream]
-    prefix = text.embedding.cfg.prefix
-    class_features = []
-    for name in names:
-        prompts = encode_texts(tok, [t.format(name) for t in templates], run.data.cfg.seq_len)
-        prompts = {prefix + k: v.to(run.device) for k, v in prompts.items()}
-        f = target.features(text_stream, text.encoder(text.embedding(prompts)), pooling[text_stream])
-        class_features.append(F.normalize(f.mean(0), dim=-1))
-    class_features = torch.stack(class_features)                         # [C, E]
-    image = run.model.streams[image_stream]
-    predictions, truth = [], []
-    loader = run.data.loader("val", 128, [], seed=run.cfg.seed, train=False)
-    for batch in itertools.islice(loader, max_batches):
-        pixels = batch["pixel_values"].to(run.device)
-        f = target.features(image_stream, image.encoder(image.embedding({image.embedding.cfg.key: pixels})),
-                            pooling[image_stream])
-        predictions.append((f @ class_features.T).argmax(-1).cpu())
-        truth.append(batch["class_id"])
-    predictions, truth = torch.cat(predictions), torch.cat(truth)
-    labelled = (truth >= 0) & (truth < len(names))      # -1: no class; an id past classes.json: not scorable
-    predictions, truth = predictions[labelled], truth[labelled]
-    if not len(truth):
-        raise ModalzooError("zero-shot: no validation image has a class id among classes.json's classes")
-    top1 = float((predictions == truth).float().mean())
-    path = confusion_matrix_png(predictions, truth, names, run.run_dir / "zero_shot_confusion.png",
-                                f"zero-shot top-1 {top1:.1%} on {len(truth)} held-out images (step {run.step})")
-    return {"zero_shot_top1": top1, "zero_shot_chance": 1 / len(names), "confusion_matrix_png": str(path)}
-
-
-def confusion_matrix_png(pred, truth, names, out, title):
-    n = len(names)
-    matrix = np.zeros((n, n), dtype=int)
-    for p, t in zip(pred.tolist(), truth.tolist()):
-        matrix[t, p] += 1
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    im = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
-    ax.set_yticks(range(n), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(n):
-        for j in range(n):
-            if matrix[i, j]:
-                ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8,
-                        color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return evaluate_contrastive(run, target_name, image_stream, text_stream, item="image", items="images",
+                                max_batches=max_batches)
 
 
 @torch.no_grad()

@@ -48,9 +48,9 @@ def exercise_pack_audio(packer, tmp_path):
     assert batch["class_id"].tolist() == [0, 1] and batch["audio_lengths"].tolist() == [16000, 16000]
 
 
-_HUBERT = _sibling("shapes_hubert")
-SHAPES = {**_HUBERT.SHAPES}
-COVERS = {**_HUBERT.COVERS}
+_HUBERT, _CLAP = _sibling("shapes_hubert"), _sibling("shapes_clap")
+SHAPES = {**_HUBERT.SHAPES, **_CLAP.SHAPES}
+COVERS = {**_HUBERT.COVERS, **_CLAP.COVERS}
 DATASETS = {"audio": exercise_audio_dataset}
 SAMPLE_DATA = {**_sibling("shapes_data").SAMPLE_DATA}
 PACKERS = {"pack-audio": exercise_pack_audio}

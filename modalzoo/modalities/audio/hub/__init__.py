@@ -1,4 +1,4 @@
 """Audio's transformers mappings; importing this package registers their `hub.architecture.Architecture`s
 (HubertModel; ASTModel for CLAP's audio tower)."""
 
-from . import hubert  # noqa: F401
+from . import ast, hubert  # noqa: F401
