@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import Tensor, nn
 
@@ -48,6 +49,9 @@ class Architecture:
     load_args: Mapping[str, object] = field(default_factory=dict)    # extra kwargs of model_class(...)
     card_note: str = ""                       # a line the card adds under the usage snippet
     whole_model: bool = True                  # False: maps one stream; the rest of the zoo model is not exported
+    # (model spec, stream, folder) -> files written beside the weights whose numbers come from the model, not
+    # the data (AST's feature extractor: mel bins, frames); written before the reload, so `compare` checks them
+    model_files: Callable[[dict, str | None, Path], list[Path]] | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}

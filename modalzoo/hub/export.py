@@ -114,6 +114,8 @@ def _write_hf(run: RunForExport, arch: Architecture, spec: dict, stream: str | N
     transformers.utils.logging.disable_progress_bar()        # one-shard writes and reads: bars are noise
     try:
         hf.save_pretrained(out)
+        if arch.model_files is not None:
+            arch.model_files(spec, stream, out)
         loaded = getattr(transformers, arch.auto_class).from_pretrained(out, use_safetensors=True,
                                                                         **arch.load_args).eval()
     finally:

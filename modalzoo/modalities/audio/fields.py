@@ -11,7 +11,8 @@ generator (exact resume); ``crop_to_shortest`` (fairseq's ``pad_audio: false``, 
 to its shortest clip instead, which wastes no padding but discards audio.
 
 Batch: ``input_values`` float32 [B, T] (zero-padded), ``audio_lengths`` long [B], with units ``units`` long
-[B, U] (-100 padded) and ``unit_lengths`` long [B].
+[B, U] (-100 padded) and ``unit_lengths`` long [B]; a cropped batch also has ``clip_lengths`` long [B], the
+clips' lengths before the crop.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ class AudioFinish:
                 count = min(int(batch["unit_lengths"][i]) - first, math.ceil(m / per))
                 new_units[i, :count] = units[i, first:first + count]
                 unit_lengths[i] = count
-        batch.update(input_values=out, audio_lengths=new_len)
+        batch.update(input_values=out, audio_lengths=new_len, clip_lengths=lengths)    # what the clips held
         if units is not None:
             batch.update(units=new_units, unit_lengths=unit_lengths)
         return batch

@@ -46,6 +46,7 @@ def exported(tmp_path_factory):
     hf.load_state_dict(arch.to_hf(zoo, MODEL, "audio", kwargs), strict=True)
     out = tmp_path_factory.mktemp("ast")
     hf.save_pretrained(out)
+    assert [p.name for p in arch.model_files(MODEL, "audio", out)] == ["preprocessor_config.json"]  # as export does
     loaded = transformers.AutoModel.from_pretrained(out, use_safetensors=True).eval()
     return zoo, loaded, kwargs, out
 

@@ -183,19 +183,22 @@ def audio_batch(rate: int, seconds=(1.3, 0.4), seed: int = 0) -> tuple[Tensor, T
     return waves, lengths
 
 
+def _model_files(spec: dict, stream: str | None, out: Path) -> list[Path]:
+    stream, stream_spec = _audio_stream(spec, stream)
+    return [write_ast_features(out, stream_spec, f"model.streams.{stream}")]
+
+
 def _compare(zoo, hf, spec: dict, stream: str | None, _prep) -> dict[str, float]:
     """Raw audio through the written feature extractor and the reloaded ASTModel vs the zoo stream.
 
-    The preprocessor config is written here, beside the reloaded model (``hf.name_or_path``, the export folder),
-    because an `Architecture` has no hook for files whose numbers come from the model; then it is loaded back
-    with `ASTFeatureExtractor.from_pretrained`, so what is checked is what a user gets."""
+    The feature extractor is loaded back from the export folder (``hf.name_or_path``; `_model_files` wrote its
+    preprocessor_config.json there), so what is checked is what a user gets."""
     from transformers import ASTFeatureExtractor
 
     stream, stream_spec = _audio_stream(spec, stream)
     folder = Path(hf.name_or_path)
-    if not (folder / "config.json").exists():
-        raise ModalzooError(f"the reloaded ASTModel names no export folder ({hf.name_or_path!r})")
-    write_ast_features(folder, stream_spec, f"model.streams.{stream}")
+    if not (folder / "preprocessor_config.json").exists():
+        raise ModalzooError(f"the export folder {hf.name_or_path!r} has no preprocessor_config.json")
     extractor = ASTFeatureExtractor.from_pretrained(folder)
     module = zoo.streams[stream]
     emb = module.embedding
@@ -248,7 +251,7 @@ register(
         config_class="ASTConfig",
         matches=lambda model: False,   # never detected: one stream of a larger model, chosen with --arch ast
         needs="--arch ast --stream NAME (it exports one fbank_patch stream's encoder alone)",
-        hf_config=_config, to_hf=_to_hf, to_zoo=_to_zoo, compare=_compare,
+        hf_config=_config, to_hf=_to_hf, to_zoo=_to_zoo, compare=_compare, model_files=_model_files,
         pipeline_tag="feature-extraction", tags=("audio-spectrogram-transformer", "feature-extraction", "audio"),
         preprocessing={"audio": "ast"}, usage=USAGE,
         card_note="ASTModel's `pooler_output` is the mean of its two prefix tokens; a zoo CLAP trained with "
