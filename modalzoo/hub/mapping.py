@@ -63,6 +63,15 @@ def expand(table: list[Row], names: Mapping[str, str], counts: Mapping[str, int]
     return pairs
 
 
+def block_rows(qkv: str, out: str, norm1: str, fc1: str, fc2: str, norm2: str) -> list[Row]:
+    """The rows of one shared block (zoo name -> source name, both relative to the layer) for a layer whose
+    tensors are named ``qkv`` (with ``{w}`` for q, k, v: the zoo's fused qkv is split), ``out``, ``norm1``,
+    ``fc1``, ``fc2``, ``norm2`` (ViT: "attention.{w}_proj", "attention.o_proj", "layernorm_before", ...)."""
+    return [("attn.qkv.{p}", [qkv.format(w=w) + ".{p}" for w in ("q", "k", "v")]), ("attn.proj.{p}", out + ".{p}"),
+            ("norm1.{p}", norm1 + ".{p}"), ("mlp.fc1.{p}", fc1 + ".{p}"), ("mlp.fc2.{p}", fc2 + ".{p}"),
+            ("norm2.{p}", norm2 + ".{p}")]
+
+
 def stack_rows(layer: list[Row], zoo_stack: str, source_stack: str, counter: str = "i") -> list[Row]:
     """A per-layer table (zoo block name -> source layer name, both relative to the layer) for a whole
     stack: ``("norm1.{p}", "ln_1.{p}")`` -> ``("{zoo_stack}{i}.norm1.{p}", "{source_stack}{i}.ln_1.{p}")``."""

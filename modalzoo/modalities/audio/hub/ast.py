@@ -34,6 +34,7 @@ from ....hub.architecture import Architecture, only_target, register, target_kin
 from ....hub.mapping import (
     HIDDEN_ACT,
     Row,
+    block_rows,
     check_names,
     count_layers,
     expand,
@@ -47,14 +48,8 @@ from ....registry import EMBEDDINGS, ENCODERS, TARGETS
 from .. import fbank  # noqa: F401  (registers fbank_patch, whose config the mapping reads)
 
 # One AST layer (ViT's names): zoo block name -> HF layer name, both after "<stack>.<i>.".
-LAYER: list[Row] = [
-    ("attn.qkv.{p}", [f"attention.{w}_proj.{{p}}" for w in ("q", "k", "v")]),
-    ("attn.proj.{p}", "attention.o_proj.{p}"),
-    ("norm1.{p}", "layernorm_before.{p}"),
-    ("mlp.fc1.{p}", "mlp.fc1.{p}"),
-    ("mlp.fc2.{p}", "mlp.fc2.{p}"),
-    ("norm2.{p}", "layernorm_after.{p}"),
-]
+LAYER: list[Row] = block_rows("attention.{w}_proj", "attention.o_proj", "layernorm_before", "mlp.fc1", "mlp.fc2",
+                               "layernorm_after")
 # zoo name -> ASTModel name: {z} the zoo prefix ("streams.audio." or "").
 TABLE: list[Row] = [
     ("{z}embedding.proj.{p}", "embeddings.patch_embeddings.projection.{p}"),

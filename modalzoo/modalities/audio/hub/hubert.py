@@ -28,6 +28,7 @@ from ....hub.architecture import Architecture, only_target, register, target_kin
 from ....hub.mapping import (
     HIDDEN_ACT,
     Row,
+    block_rows,
     check_names,
     count_layers,
     expand,
@@ -40,14 +41,8 @@ from ....hub.mapping import (
 )
 from ....registry import EMBEDDINGS, ENCODERS, TARGETS
 
-LAYER: list[Row] = [
-    ("attn.qkv.{p}", [f"attention.{w}_proj.{{p}}" for w in ("q", "k", "v")]),
-    ("attn.proj.{p}", "attention.out_proj.{p}"),
-    ("norm1.{p}", "layer_norm.{p}"),
-    ("mlp.fc1.{p}", "feed_forward.intermediate_dense.{p}"),
-    ("mlp.fc2.{p}", "feed_forward.output_dense.{p}"),
-    ("norm2.{p}", "final_layer_norm.{p}"),
-]
+LAYER: list[Row] = block_rows("attention.{w}_proj", "attention.out_proj", "layer_norm",
+                               "feed_forward.intermediate_dense", "feed_forward.output_dense", "final_layer_norm")
 
 # Where each part sits in the two references (the zoo side is "{z}embedding." / "{z}encoder.").
 HF_NAMES = {"fe": "feature_extractor.", "fp": "feature_projection.", "mask": "masked_spec_embed",

@@ -47,6 +47,7 @@ from ....hub.mapping import (
     LEADING_ONE,
     TRANSPOSED,
     Row,
+    block_rows,
     check_names,
     count_layers,
     expand,
@@ -62,14 +63,8 @@ from ...text.hub.bert import text_batch
 from .vit import image_batch
 
 # One CLIP encoder layer (both towers): zoo block name -> HF layer name, relative to the layer.
-HF_LAYER: list[Row] = [
-    ("attn.qkv.{p}", [f"self_attn.{w}_proj.{{p}}" for w in ("q", "k", "v")]),
-    ("attn.proj.{p}", "self_attn.out_proj.{p}"),
-    ("norm1.{p}", "layer_norm1.{p}"),
-    ("mlp.fc1.{p}", "mlp.fc1.{p}"),
-    ("mlp.fc2.{p}", "mlp.fc2.{p}"),
-    ("norm2.{p}", "layer_norm2.{p}"),
-]
+HF_LAYER: list[Row] = block_rows("self_attn.{w}_proj", "self_attn.out_proj", "layer_norm1", "mlp.fc1", "mlp.fc2",
+                                  "layer_norm2")
 # zoo name -> HF name(s): {zi}/{zt} "streams.<image|text>.", {image}/{text} the stream names, {t} the
 # target; {i} vision layers, {j} text layers.
 HF_TABLE: list[Row] = [

@@ -25,6 +25,7 @@ from ....hub.architecture import Architecture, register
 from ....hub.mapping import (
     HIDDEN_ACT,
     Row,
+    block_rows,
     check_names,
     count_layers,
     expand,
@@ -38,14 +39,8 @@ from ....hub.mapping import (
 from ....registry import EMBEDDINGS, ENCODERS
 
 # One ViT (and ViT-MAE) layer: zoo block name -> HF layer name, both after "<stack>.<i>.".
-LAYER: list[Row] = [
-    ("attn.qkv.{p}", [f"attention.{w}_proj.{{p}}" for w in ("q", "k", "v")]),
-    ("attn.proj.{p}", "attention.o_proj.{p}"),
-    ("norm1.{p}", "layernorm_before.{p}"),
-    ("mlp.fc1.{p}", "mlp.fc1.{p}"),
-    ("mlp.fc2.{p}", "mlp.fc2.{p}"),
-    ("norm2.{p}", "layernorm_after.{p}"),
-]
+LAYER: list[Row] = block_rows("attention.{w}_proj", "attention.o_proj", "layernorm_before", "mlp.fc1", "mlp.fc2",
+                               "layernorm_after")
 
 
 # zoo name -> HF name(s): {z} the zoo prefix ("streams.image." or ""), {b} the HF prefix ("" in ViTModel).
