@@ -140,3 +140,18 @@ def jsonl_items(listing: Path, classes: ClassNames) -> Iterator[Item]:
 def listed_items(src: Path, classes: ClassNames) -> Iterator[Item]:
     """The items of a .csv or .jsonl listing."""
     return csv_items(src, classes) if src.suffix.lower() == ".csv" else jsonl_items(src, classes)
+
+
+def check_sources(sources: list[Path], val_fraction: float, val_split: str, what: str) -> None:
+    """The checks every media packer makes before reading anything (``what``: "image", "audio")."""
+    if not 0 <= val_fraction < 1:
+        raise ModalzooError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if val_split == "train" or not val_split or "/" in val_split:
+        raise ModalzooError(f"--val-split must be a plain folder name other than 'train', got {val_split!r}")
+    if not sources:
+        raise ModalzooError(f"give at least one {what} folder or .csv/.jsonl listing")
+    for src in sources:
+        if not src.exists():
+            raise ModalzooError(f"no such file or folder: {src}")
+        if src.is_file() and src.suffix.lower() not in (".csv", ".jsonl"):
+            raise ModalzooError(f"{src}: expected an {what} folder, a .csv or a .jsonl listing")

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...datasets.listings import ClassNames, class_folders, folder_items, listed_items, readable
+from ...datasets.listings import ClassNames, check_sources, class_folders, folder_items, listed_items, readable
 from ...datasets.shards import ShardWriter
 from ...errors import ModalzooError
 from ...registry import PACKERS
@@ -35,17 +35,7 @@ def pack_audio(sources: Iterable[str | Path], out: str | Path, sample_rate: int 
     from tqdm import tqdm
 
     sources, out = [Path(s) for s in sources], Path(out)
-    if not 0 <= val_fraction < 1:
-        raise ModalzooError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    if val_split == "train" or not val_split or "/" in val_split:
-        raise ModalzooError(f"--val-split must be a plain folder name other than 'train', got {val_split!r}")
-    if not sources:
-        raise ModalzooError("give at least one audio folder or .csv/.jsonl listing")
-    for src in sources:
-        if not src.exists():
-            raise ModalzooError(f"no such file or folder: {src}")
-        if src.is_file() and src.suffix.lower() not in (".csv", ".jsonl"):
-            raise ModalzooError(f"{src}: expected an audio folder, a .csv or a .jsonl listing")
+    check_sources(sources, val_fraction, val_split, "audio")
     classes = ClassNames(sorted({readable(f.name) for s in sources if s.is_dir() for f in class_folders(s)}))
     counts, seconds = {"train": 0, val_split: 0}, {"train": 0.0, val_split: 0.0}
     skipped: Counter = Counter()

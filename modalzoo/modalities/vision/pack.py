@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...datasets.listings import ClassNames, class_folders, folder_items, listed_items, readable
+from ...datasets.listings import ClassNames, check_sources, class_folders, folder_items, listed_items, readable
 from ...datasets.shards import ShardWriter
 from ...errors import ModalzooError
 from ...registry import PACKERS
@@ -43,17 +43,7 @@ def pack_images(sources: Iterable[str | Path], out: str | Path, val_fraction: fl
     from tqdm import tqdm
 
     sources, out = [Path(s) for s in sources], Path(out)
-    if not 0 <= val_fraction < 1:
-        raise ModalzooError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    if val_split == "train" or not val_split or "/" in val_split:
-        raise ModalzooError(f"--val-split must be a plain folder name other than 'train', got {val_split!r}")
-    if not sources:
-        raise ModalzooError("give at least one image folder or .csv/.jsonl listing")
-    for src in sources:
-        if not src.exists():
-            raise ModalzooError(f"no such file or folder: {src}")
-        if src.is_file() and src.suffix.lower() not in (".csv", ".jsonl"):
-            raise ModalzooError(f"{src}: expected an image folder, a .csv or a .jsonl listing")
+    check_sources(sources, val_fraction, val_split, "image")
     folder_classes = sorted({readable(f.name) for src in sources if src.is_dir() for f in class_folders(src)})
     classes = ClassNames(folder_classes)
     counts = {"train": 0, val_split: 0}
