@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import your module first so its registered components can be named")
     p = command("eval", "Evaluate a run's newest checkpoint on the validation split; writes RUN_DIR/eval.json "
-                "(data.KEY=VALUE overrides: evaluate on another packed dataset, written to eval-<name>.json).")
+                "(data.KEY=VALUE overrides: evaluate on another packed dataset or split, written to "
+                "eval-<overrides>.json, e.g. eval-path-other.json).")
     p.add_argument("run_dir", type=Path)
     p.add_argument("overrides", nargs="*", metavar="data.key=value",
                    help="data overrides only, e.g. data.path=data/other")
@@ -75,9 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["hf", "modalzoo"], default="hf")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--arch", help="transformers architecture (default: the one matching the model); "
-                                  "'vit' exports one image stream's encoder as ViTModel, 'electra_generator' "
+                                  "'vit' exports one image stream's encoder as ViTModel, 'ast' one audio stream "
+                                  "as ASTModel, 'bert_encoder'/'roberta_encoder' one BERT-shaped text stream "
+                                  "(e.g. a CLAP's text tower) as BertModel/RobertaModel, 'electra_generator' "
                                   "an ELECTRA run's generator as ElectraForMaskedLM")
-    p.add_argument("--stream", help="with --arch vit: the image stream to export")
+    p.add_argument("--stream", help="with a one-stream --arch (vit, ast, bert_encoder, roberta_encoder): the "
+                                    "stream to export")
     p.add_argument("--step", type=int, help="which checkpoint (default: the newest complete one)")
     p.add_argument("--push", metavar="REPO_ID", help="upload to the Hugging Face Hub (token: HF_TOKEN or login)")
     p.add_argument("--private", action="store_true", help="with --push: create the repo private")

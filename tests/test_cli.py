@@ -54,7 +54,7 @@ def test_eval_prints_table_and_writes_json(trained_run):
 
 def test_eval_on_another_packed_dataset(trained_run, text_sample, tmp_path):
     """`modalzoo eval RUN data.path=OTHER`: the run's model and tokenizer on other shards, written beside
-    eval.json as eval-OTHER.json; only data keys are taken, misspelt ones named."""
+    eval.json as eval-path-OTHER.json (its PNGs tagged alike); only data keys are taken, misspelt ones named."""
     import shutil
     run_dir, _ = trained_run
     other = tmp_path / "other"
@@ -62,7 +62,7 @@ def test_eval_on_another_packed_dataset(trained_run, text_sample, tmp_path):
     shutil.copytree(text_sample / "validation", other / "train")       # (the MLM report's unigram counts)
     result = run_cli("eval", str(run_dir), f"data.path={other}", "--batches", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((run_dir / "eval-other.json").read_text())
+    report = json.loads((run_dir / "eval-path-other.json").read_text())
     assert report["data_overrides"] == [f"data.path={other}"] and report["step"] == 40
     own = run_cli("eval", str(run_dir), "--batches", "2")
     assert own.returncode == 0

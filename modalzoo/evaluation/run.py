@@ -11,6 +11,7 @@ merely a target called ``contrastive``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,22 @@ class LoadedRun:
                  data_overrides: list[str] | None = None):
         self.run_dir = Path(run_dir)
         self.cfg, self.model, self.checkpoint, self.step = load_run_model(self.run_dir, checkpoint=checkpoint)
+        self.tag = ""                # what this evaluation's files are named by, beside the run's own
         if data_overrides:
             self.cfg.data = override_data(self.cfg.data, data_overrides)
+            self.tag = "-" + "_".join(re.sub(r"[^A-Za-z0-9_.]+", "-", f"{k[len('data.'):]}-{Path(v).name}")
+                                      for k, _, v in (o.partition("=") for o in data_overrides))
         self.device = resolve_device(device)
         self.data = DATASETS.build(self.cfg.data, "data")
         self.data_ctx = self.data.prepare(self.run_dir)
         self.model.to(self.device)
         self.transforms = self.model.batch_transforms(self.data_ctx)
+
+    def artifact(self, name: str) -> Path:
+        """Where a report writes file ``name`` (a PNG): in the run folder, tagged with the data overrides
+        (``zero_shot_confusion-path-other.png``) so evaluating on other data never replaces the run's own."""
+        path = Path(name)
+        return self.run_dir / f"{path.stem}{self.tag}{path.suffix}"
 
     def val_loader(self, batch_size: int | None = None):
         return self.data.loader("val", batch_size or self.cfg.trainer.batch_size, self.transforms,
@@ -99,13 +109,13 @@ def merge_reports(outputs: list[dict]) -> dict:
 def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Callable = print,
                  data_overrides: list[str] | None = None, out: Path | None = None) -> dict:
     """Evaluate and write ``out`` (default RUN_DIR/eval.json; with ``data_overrides`` the default is
-    RUN_DIR/eval-<name of data.path>.json, so the run's own evaluation is kept)."""
+    RUN_DIR/eval-<overrides>.json, e.g. eval-path-other.json, so the run's own evaluation is kept)."""
     run = LoadedRun(run_dir, device=device, data_overrides=data_overrides)
     torch.manual_seed(run.cfg.seed)
     result: dict = {"run_dir": str(run.run_dir), "checkpoint": str(run.checkpoint), "step": run.step}
     if data_overrides:
         result["data_overrides"] = list(data_overrides)
-        out = out or run.run_dir / f"eval-{Path(str(run.cfg.data.path)).name or 'data'}.json"
+        out = out or run.artifact("eval.json")
     result["val"] = evaluate(run.model, run.val_loader(), run.device, "fp32", batches)
     before = [r for r in read_metrics(run.run_dir) if r["split"] == "val" and r["step"] == 0]
     if before:

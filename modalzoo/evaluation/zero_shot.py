@@ -145,7 +145,7 @@ def evaluate_contrastive(run, target_name: str, stream: str, text_stream: str, i
             raise ModalzooError("zero-shot needs class names and prompt templates (classes.json beside the shards)")
         classes = class_embeddings(run, target_name, text_stream, names, list(templates))
         summary.update(zero_shot_scores(encoded["features"], encoded["class_id"], classes.float().cpu(), names,
-                                        run.run_dir / CONFUSION_PNG, items, run.step))
+                                        run.artifact(CONFUSION_PNG), items, run.step))
     if retrieval:
         summary.update(retrieval_scores(encoded["features"], encoded["text_features"], encoded["caption_ids"],
                                         item))

@@ -147,7 +147,7 @@ def reconstruction_grid(run: LoadedRun, target_name: str, count: int = 8) -> str
     fig.suptitle(f"MAE reconstructions of held-out images, step {run.step} "
                  f"({target.cfg.stream} mask ratio {stream.embedding.cfg.mask_ratio:.0%})", fontsize=10)
     fig.tight_layout()
-    path = run.run_dir / "mae_reconstructions.png"
+    path = run.artifact("mae_reconstructions.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
