@@ -18,6 +18,8 @@ EXAMPLES = {
     "generate": "modalzoo generate runs/gpt_tiny --prompt 'Return the number of' --max-new-tokens 24",
     "data build": "modalzoo data build text-sample --out data/text-sample",
     "export": "modalzoo export runs/clip_tiny --format hf --out exports/clip_tiny [--push me/clip-tiny --private]",
+    "embed": "modalzoo embed runs/clap_tiny --stream audio clips/*.flac --out embeddings.safetensors\n"
+             "  modalzoo embed runs/clip_tiny --stream text --text 'a photo of a 3.' --out text.safetensors",
     "checkpoint consolidate": "modalzoo checkpoint consolidate runs/base --out runs/base/consolidated",
 }
 
@@ -86,6 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--push", metavar="REPO_ID", help="upload to the Hugging Face Hub (token: HF_TOKEN or login)")
     p.add_argument("--private", action="store_true", help="with --push: create the repo private")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+
+    p = command("embed", "Embed files (images, audio, .txt) and --text strings with one stream of a run or a "
+                         "modalzoo export: a contrastive target's normalised projection, or (with none) the mean "
+                         "of the stream's encoder output. Writes safetensors: 'embeddings' [N, E], one row per "
+                         "input (FILES first, then each --text), and the inputs in its metadata.")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory or a --format modalzoo export")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILES", help="files, read as the run read its shards")
+    p.add_argument("--stream", required=True, help="the stream to embed with (image, audio, text, ...)")
+    p.add_argument("--text", action="append", default=[], metavar="TEXT", help="a text to embed (repeatable)")
+    p.add_argument("--target", help="the contrastive target whose projection to use, where several project the "
+                                    "stream into different spaces")
+    p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
 
     ckpt_parser = sub.add_parser("checkpoint", help="Work with a run's checkpoints.",
@@ -179,7 +196,9 @@ def _import_plugins(modules: list[str]) -> None:
 def run(argv: list[str]) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:                         # overrides may come after options: train RECIPE --import m a=1
+    if extra and args.command == "embed" and not any(e.startswith("-") for e in extra):
+        args.files += map(Path, extra)    # files after an option: embed RUN --stream audio A.wav B.wav --out ...
+    elif extra:                       # overrides may come after options: train RECIPE --import m a=1
         if args.command != "train" or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra
@@ -223,6 +242,10 @@ def run(argv: list[str]) -> int:
             raise ModalzooError("--private only applies with --push REPO_ID")
         export_run(args.run_dir, args.out, format=args.format, arch=args.arch, stream=args.stream, step=args.step,
                    push=args.push, private=args.private, overwrite=args.overwrite)
+    elif args.command == "embed":
+        from .embed import Text, embed_to_file
+        print(embed_to_file(args.run_dir, args.stream, [*args.files, *map(Text, args.text)], args.out,
+                            target=args.target, batch_size=args.batch_size, device=args.device))
     elif args.command == "checkpoint":
         from .training.runs import consolidate_run
         path = consolidate_run(args.run_dir, args.out, args.step)

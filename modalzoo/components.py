@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
+from .datasets import mixture as _mixture  # noqa: F401
 from .encoders import timm_encoder as _timm_encoder  # noqa: F401
 from .encoders import transformer as _transformer  # noqa: F401
 from .pretrain_tasks import clm as _clm  # noqa: F401

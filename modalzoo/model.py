@@ -78,6 +78,9 @@ class PretrainModel(nn.Module):
         self.targets = nn.ModuleDict({name: TARGETS.build(t, f"model.targets.{name}", streams=self.streams)
                                       for name, t in spec["targets"].items()})
         self.driven = self._bind_driven_streams()
+        for name, target in self.targets.items():
+            if hasattr(target, "bind_targets"):      # e.g. a contrastive target using another's projection
+                target.bind_targets(self.targets, f"model.targets.{name}")
         self.apply(init_weights)
         for module in self.modules():
             if module is not self and hasattr(module, "init_weights"):
@@ -122,22 +125,41 @@ class PretrainModel(nn.Module):
             target._run_stream = self.run_stream
         return frozenset(driven)
 
-    def run_stream(self, name: str, batch: dict[str, Tensor]) -> StreamOutput:
-        """One stream on ``batch`` plus every target's `stream_head` on its output."""
+    def run_stream(self, name: str, batch: dict[str, Tensor], targets: Mapping | None = None) -> StreamOutput:
+        """One stream on ``batch`` plus the `stream_head` of every target (of ``targets``, default all)."""
         out = self.streams[name](batch)
-        for target in self.targets.values():
+        for target in (self.targets if targets is None else targets).values():
             head = target.stream_head(name, out)
             if head is not None:
                 out.heads[target] = head
         return out
 
+    def active_targets(self, batch: dict) -> dict[str, nn.Module]:
+        """The targets a batch feeds: those its ``_targets`` names (a `mixture` source's), else all."""
+        names = batch.get("_targets")
+        if names is None:
+            return dict(self.targets)
+        unknown = [n for n in names if n not in self.targets]
+        if unknown:
+            hint = closest(unknown[0], self.targets)
+            raise ConfigError(f"a batch feeds target '{unknown[0]}', which the model does not have"
+                              + (f"; did you mean '{hint}'?" if hint else "")
+                              + f" (targets: {', '.join(self.targets)})")
+        return {n: self.targets[n] for n in names}
+
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
+        targets = self.active_targets(batch)
+        needed = set(self.streams)
+        if len(targets) < len(self.targets):      # a mixture's batch: only the streams its targets read
+            reads = [t.reads() for t in targets.values()]
+            needed = set(self.streams) if any(r is None for r in reads) else {n for r in reads for n in r}
         # Streams a target drives run inside that target's forward, on the inputs it builds.
-        outputs = {name: self.run_stream(name, batch) for name in self.streams if name not in self.driven}
+        outputs = {name: self.run_stream(name, batch, targets) for name in self.streams
+                   if name in needed and name not in self.driven}
         loss: Tensor | float = 0.0
         metrics: dict[str, Tensor] = {}
         counts: dict[str, Tensor | int] = {}
-        for name, target in self.targets.items():
+        for name, target in targets.items():
             out = target(outputs, batch)
             loss = loss + target.weight * out.loss
             metrics[f"{name}/loss"] = out.loss.detach()
@@ -146,8 +168,10 @@ class PretrainModel(nn.Module):
                 metrics[f"{name}/{key}"] = value.detach() if isinstance(value, Tensor) else torch.tensor(value)
         return ModelOutput(loss=loss, metrics=metrics, counts=counts)
 
-    def batch_transforms(self, data) -> list:
-        return [fn for t in self.targets.values() if (fn := t.batch_transform(data)) is not None]
+    def batch_transforms(self, data, targets=None) -> list:
+        """The batch transforms of every target (or of the ``targets`` named), built on ``data``'s states."""
+        chosen = self.targets.values() if targets is None else [self.targets[n] for n in targets]
+        return [fn for t in chosen if (fn := t.batch_transform(data)) is not None]
 
     def fsdp_units(self) -> list[nn.Module]:
         """The modules to shard one by one (every Transformer block); the root takes the rest."""

@@ -137,6 +137,27 @@ def tiny_overrides(data_path: Path, run_dir: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
+def bind_overrides(digits, clips, run_dir, **extra) -> list[str]:
+    """bind_tiny shrunk to seconds: 1-layer towers of width 32, the digits and the synthetic tone clips."""
+    tower = {"layers": 1, "dim": 32, "heads": 2, "ffn_dim": 64}
+    base = {"run_dir": run_dir, "data.sources.digits.data.path": digits, "data.sources.words.data.path": clips,
+            "data.sources.digits.data.num_workers": 0, "data.sources.words.data.num_workers": 0,
+            "data.sources.words.data.val_split": "validation", "data.sources.words.data.max_seconds": 1.0,
+            "data.sources.digits.data.tokenizer.vocab_size": 300, "data.sources.words.data.tokenizer.vocab_size": 300,
+            "model.streams.image.embedding.dim": 32, "model.streams.audio.embedding.dim": 32,
+            "model.streams.audio.embedding.max_frames": 100, "model.streams.text.embedding.dim": 32,
+            "model.streams.text.embedding.vocab_size": 300,
+            "model.targets.image_text.embed_dim": 16, "model.targets.audio_text.embed_dim": 16,
+            "trainer.batch_size": 8, "trainer.max_steps": 6, "trainer.log_every": 1, "trainer.eval_every": 100,
+            "trainer.eval_batches": 2, "trainer.checkpoint_every": 3, "trainer.keep_last": 5,
+            "trainer.warmup_steps": 2, "trainer.progress": False,
+            "model.streams.image.encoder.dropout": 0.1, "model.streams.text.encoder.dropout": 0.1}
+    for stream in ("image", "audio", "text"):
+        base.update({f"model.streams.{stream}.encoder.{k}": v for k, v in tower.items()})
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the installed CLI the way a user does, capturing output."""
     return subprocess.run([sys.executable, "-m", "modalzoo", *args], capture_output=True, text=True, cwd=cwd,

@@ -28,10 +28,34 @@ HARNESSES = {m: _load(m) for m in MODALITIES if (HERE / "modalities" / m / "harn
 
 def merged(attr: str) -> dict:
     """One dict of every harness's ``attr``; a name defined by two modalities is an error."""
-    out: dict = {}
+    out: dict = dict(CORE.get(attr, {}))
     for modality, harness in HARNESSES.items():
         for key, value in getattr(harness, attr, {}).items():
             if key in out:
                 raise ValueError(f"{attr}[{key!r}] is defined twice (again by tests/modalities/{modality})")
             out[key] = value
     return out
+
+
+def exercise_mixture(kind, name, fixtures):
+    """Two sources over the same digits (one captioned, one not) feeding different targets: training batches
+    are tagged with their source and drawn by weight; validation reads both."""
+    from modalzoo.registry import REGISTRIES
+
+    digits = str(fixtures["digits"])
+    tok = {"name": "bytelevel_bpe", "vocab_size": 300}
+    data = REGISTRIES[kind].build({"name": name, "sources": {
+        "pairs": {"weight": 3, "targets": ["clip"],
+                  "data": {"name": "image_text", "path": digits, "seq_len": 16, "num_workers": 0, "tokenizer": tok}},
+        "plain": {"weight": 1, "targets": ["mae"],
+                  "data": {"name": "image_text", "path": digits, "captions": False, "num_workers": 0}}}}, "data")
+    data.prepare(None)
+    train = [b for _, b in zip(range(40), data.loader("train", 8, {}, seed=0, train=True))]
+    seen = [b["_source"] for b in train]
+    assert 20 < seen.count("pairs") < 40 and seen.count("plain") > 0         # weight 3 : 1
+    assert all("input_ids" in b for b in train if b["_source"] == "pairs")
+    assert all("input_ids" not in b and b["_targets"] == ("mae",) for b in train if b["_source"] == "plain")
+    assert {b["_source"] for b in data.loader("val", 8, {}, seed=0, train=False)} == {"pairs", "plain"}
+
+
+CORE = {"DATASETS": {"mixture": exercise_mixture}}      # components of no modality (modalzoo/datasets)

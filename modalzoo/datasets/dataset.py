@@ -183,6 +183,12 @@ class ShardDataset:
         run where the data is not)."""
         return DataContext(self.fields, {name: f.restore(self, Path(run_dir)) for name, f in self.fields.items()})
 
+    def batch_transforms(self, model) -> list:
+        """The model's targets' batch transforms, built on this dataset's states."""
+        if self.ctx is None:
+            raise RuntimeError("call prepare() before batch_transforms()")
+        return model.batch_transforms(self.ctx)
+
     def loader(self, split: str, batch_size: int, transforms: list, seed: int, train: bool, start: int = 0):
         """Batches of ``split`` ("train" or "val"); ``train`` shuffles, augments, repeats and drops the last
         partial batch. ``start`` resumes after that many batches."""

@@ -10,6 +10,7 @@ merely a target called ``contrastive``.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable
@@ -40,7 +41,22 @@ class LoadedRun:
         self.data = DATASETS.build(self.cfg.data, "data")
         self.data_ctx = self.data.prepare(self.run_dir)
         self.model.to(self.device)
-        self.transforms = self.model.batch_transforms(self.data_ctx)
+        self.transforms = self.data.batch_transforms(self.model)
+
+    def for_target(self, target_name: str) -> LoadedRun:
+        """The run as one target sees it: with a `mixture`, a view whose data, states and validation batches
+        are those of the source feeding ``target_name`` (the same model); otherwise the run itself."""
+        source = getattr(self.data, "source_for", lambda _: None)(target_name)
+        if source is None:
+            return self
+        view = copy.copy(self)
+        view.whole = self                            # reports across sources (emergent retrieval) read all of it
+        view.tag = f"{self.tag}-{target_name}"      # its PNGs: zero_shot_confusion-image_text.png
+        view.data, view.data_ctx = source.data, source.data.ctx
+        view.transforms = self.transforms[source.name]
+        view.cfg = copy.deepcopy(self.cfg)
+        view.cfg.data = self.cfg.data.sources[source.name].data
+        return view
 
     def artifact(self, name: str) -> Path:
         """Where a report writes file ``name`` (a PNG): in the run folder, tagged with the data overrides
@@ -83,9 +99,12 @@ class Report:
 
 
 def all_reports() -> list[Report]:
-    """Every modality's reports, in `components.MODALITIES` order."""
+    """Every modality's reports, in `components.MODALITIES` order, then those over several streams of any
+    modality (emergent retrieval)."""
     from .. import components
-    return [report for module in components.modality_modules("reports") for report in module.REPORTS]
+    from .emergent import REPORTS as CROSS_MODAL
+    return [*(report for module in components.modality_modules("reports") for report in module.REPORTS),
+            *CROSS_MODAL]
 
 
 def reports_for(run: LoadedRun, target_name: str) -> list[Report]:
@@ -121,14 +140,18 @@ def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Ca
     if before:
         result["val_before_training"] = {k: v for k, v in before[0].items() if k not in ("step", "split")}
     for name in run.model.targets:
-        outputs = [report.run(run, name, batches) for report in reports_for(run, name)]
+        view = run.for_target(name)
+        outputs = [report.run(view, name, batches) for report in reports_for(view, name)]
         if outputs:
             result[name] = merge_reports(outputs)
             result.update(result[name].get("summary", {}))     # e.g. zero_shot_top1 at the top level
     Path(out or run.run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     echo(format_table(result))
     for name in run.model.targets:
-        for line in result.get(name, {}).get("lines", []):
+        lines = result.get(name, {}).get("lines", [])
+        if lines and len(run.model.targets) > 1:
+            echo(f"\n[{name}]")
+        for line in lines:
             echo(line)
     return result
 

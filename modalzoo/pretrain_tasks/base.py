@@ -56,6 +56,14 @@ class Target(nn.Module):
         own, so its gradients are not held while the other streams backpropagate (lower peak memory)."""
         return None
 
+    def reads(self) -> tuple[str, ...] | None:
+        """The streams this target reads (None: it may read any). A `mixture` batch that feeds only some targets
+        runs only the streams they read. From the config's ``streams`` / ``stream``, plus `driven_streams`."""
+        names = list(getattr(self.cfg, "streams", None) or [])
+        if isinstance(getattr(self.cfg, "stream", None), str):
+            names.append(self.cfg.stream)
+        return tuple(dict.fromkeys([*names, *self.driven_streams()])) if names else None
+
     def driven_streams(self) -> tuple[str, ...]:
         """Streams this target runs itself, on inputs it builds (ELECTRA: the discriminator reads the
         generator's samples). The model does not run them on the raw batch, so they are not in ``outputs``;

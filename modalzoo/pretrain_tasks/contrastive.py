@@ -13,6 +13,7 @@ import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError, closest
 from ..registry import TARGETS
 from ..tokens import Tokens
 from .base import StreamOutput, Target, TargetConfig, TaskOutput
@@ -29,6 +30,9 @@ class ContrastiveConfig(TargetConfig):
     max_logit_scale: float = 100.0   # CLIP clamps exp(logit_scale) at 100
     gather: Literal["with_grad", "none"] = "with_grad"
     local_loss: bool = False         # open_clip: local features against all gathered features
+    # Another contrastive target whose projections this one uses for the streams both read (ImageBind's anchor:
+    # image-text and audio-text targets sharing the text tower embed text into one space). embed_dim must match.
+    shares: str = ""
 
     def __post_init__(self):
         if len(self.streams) != 2 or len(self.pooling) != 2:
@@ -78,8 +82,42 @@ class Contrastive(Target):
         with torch.no_grad():
             self.logit_scale.fill_(math.log(1 / self.cfg.init_temperature))
 
+    def bind_targets(self, targets: nn.ModuleDict, where: str) -> None:
+        """With ``shares``: drop this target's projections of the streams the other target reads and use the
+        other's (a plain attribute: the weights stay in one place, under their owner)."""
+        self.shared_projections: dict[str, nn.Module] = {}
+        other_name = self.cfg.shares
+        if not other_name:
+            return
+        if other_name not in targets or targets[other_name] is self:
+            candidates = [n for n, t in targets.items() if isinstance(t, Contrastive) and t is not self]
+            hint = closest(other_name, candidates)
+            raise ConfigError(f"'{where}.shares' = '{other_name}' names no other contrastive target"
+                              + (f"; did you mean '{hint}'?" if hint else "")
+                              + (f" (candidates: {', '.join(candidates)})" if candidates else ""))
+        other = targets[other_name]
+        if not isinstance(other, Contrastive):
+            raise ConfigError(f"'{where}.shares' = '{other_name}' is not a contrastive target")
+        if other.cfg.shares:
+            raise ConfigError(f"'{where}.shares' = '{other_name}', which itself shares '{other.cfg.shares}'; "
+                              f"share the owner's projections: shares: {other.cfg.shares}")
+        common = [n for n in self.cfg.streams if n in other.cfg.streams]
+        if not common:
+            raise ConfigError(f"'{where}.shares' = '{other_name}', but the two targets read no stream in common "
+                              f"({self.cfg.streams} vs {other.cfg.streams})")
+        if other.cfg.embed_dim != self.cfg.embed_dim:
+            raise ConfigError(f"'{where}.embed_dim' = {self.cfg.embed_dim} but '{other_name}' projects to "
+                              f"{other.cfg.embed_dim}; a shared projection needs one embed_dim")
+        for name in common:
+            del self.projections[name]
+            self.shared_projections[name] = other.projections[name]
+
+    def projection(self, name: str) -> nn.Module:
+        shared = self.__dict__.get("shared_projections") or {}
+        return shared[name] if name in shared else self.projections[name]
+
     def features(self, name: str, tokens: Tokens, how: str) -> Tensor:
-        return F.normalize(self.projections[name](pool(tokens, how)), dim=-1)
+        return F.normalize(self.projection(name)(pool(tokens, how)), dim=-1)
 
     def stream_head(self, name: str, output: StreamOutput) -> Tensor | None:
         if name not in self.cfg.streams:

@@ -110,6 +110,9 @@ class Electra(Target):
     def driven_streams(self) -> tuple[str, ...]:
         return (self.cfg.discriminator,)
 
+    def reads(self) -> tuple[str, ...]:
+        return (self.cfg.generator, self.cfg.discriminator)
+
     def batch_transform(self, data: DataContext) -> MLMMasking:
         return self.generator_head.batch_transform(data)
 

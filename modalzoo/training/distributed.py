@@ -79,11 +79,13 @@ def choose_strategy(requested: str, world_size: int, n_params: int, fsdp_thresho
     return requested
 
 
-def wrap(model: nn.Module, strategy: str, env: DistEnv, precision: str) -> nn.Module:
-    """Return the module to call for forward/backward (DDP wraps; FSDP2 shards in place)."""
+def wrap(model: nn.Module, strategy: str, env: DistEnv, precision: str, partial: bool = False) -> nn.Module:
+    """Return the module to call for forward/backward (DDP wraps; FSDP2 shards in place). ``partial``: some
+    steps leave some parameters unused (a mixture's batch feeds some targets only; every rank alike): DDP then
+    looks for them each step and leaves their gradients None, as a single process does."""
     if strategy == "ddp":
         ids = [env.device.index] if env.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=partial)
     if strategy == "fsdp":
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if precision == "bf16" else None,
                                       reduce_dtype=torch.float32)

@@ -67,17 +67,23 @@ class Trainer:
             from ..hub.pretrained import init_from
             init_from(self.model, cfg, self.data_ctx.tokenizer, data=self.data_ctx,
                       echo=lambda line: print(line, file=sys.stderr) if self.env.is_main else None)
-        self.transforms = self.model.batch_transforms(self.data_ctx)
+        if hasattr(self.data, "check_targets"):      # a mixture: its sources name the targets they feed
+            self.data.check_targets(self.model.targets)
+        self.transforms = self.data.batch_transforms(self.model)
         n_params = sum(p.numel() for p in self.model.parameters())
         self.strategy = pdist.choose_strategy(t.strategy, self.env.world_size, n_params, t.fsdp_threshold)
         self.grad_accum = self._grad_accum()
-        self.forward = pdist.wrap(self.model, self.strategy, self.env, t.precision)
+        # A mixture's batch feeds some targets only, so some streams sit out a step (on every rank alike).
+        self.forward = pdist.wrap(self.model, self.strategy, self.env, t.precision,
+                                  partial=hasattr(self.data, "feeds"))
         self.optimizer = OPTIMIZERS.build(t.optimizer, "trainer.optimizer").build(self.model, t.lr)
         self.scheduler = SCHEDULERS.build(t.scheduler, "trainer.scheduler").build(
             self.optimizer, t.warmup_steps, t.max_steps)
         self.step = 0
         self.batches_seen = 0            # micro-batches this rank consumed: the data position
         self.nonfinite_total = 0
+        self.data_position = None        # a mixture's per-source positions, from the checkpoint resumed
+        self.resumed_batches = 0         # batches_seen of that checkpoint
         # Same seed on every rank for identical initial weights (above); a per-rank stream from here
         # on, so ranks do not draw identical dropout masks. A resume restores the saved stream.
         torch.manual_seed(cfg.seed + 1_000_003 * self.env.rank)
@@ -112,7 +118,15 @@ class Trainer:
     def _trainer_state(self) -> dict:
         return {"scheduler": self.scheduler.state_dict(), "step": self.step, "batches_seen": self.batches_seen,
                 "world_size": self.env.world_size, "num_workers": self.cfg.data.get("num_workers", 0),
-                "nonfinite_total": self.nonfinite_total}
+                "nonfinite_total": self.nonfinite_total, "data_position": self._data_position()}
+
+    def _data_position(self) -> dict | None:
+        """A dataset's own position beyond ``batches_seen`` (a mixture: batches given by each source)."""
+        position = getattr(self.data, "position", None)
+        if position is None:
+            return None
+        resumed = (self.resumed_batches, self.data_position) if self.data_position is not None else None
+        return position(self.batches_seen, self.cfg.seed, resumed)
 
     def save(self) -> Path:
         meta = {"recipe": self.cfg.recipe, "strategy": self.strategy, "world_size": self.env.world_size}
@@ -145,6 +159,13 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.batches_seen = int(state["step"]), int(state["batches_seen"])
         self.nonfinite_total = int(state.get("nonfinite_total", 0))
+        saved = state.get("data_position")
+        if saved is not None:
+            derived = self._data_position()          # what the current weights would have drawn from the start
+            self.data_position, self.resumed_batches = {k: int(v) for k, v in saved.items()}, self.batches_seen
+            if self.data_position != derived and self.env.is_main:
+                print(f"note: the data mixture changed (now or at an earlier resume): each source resumes where "
+                      f"{path} left it ({self.data_position}); new draws follow the current weights", file=sys.stderr)
         layout = (state.get("world_size"), state.get("num_workers"))
         if layout != (self.env.world_size, self.cfg.data.get("num_workers", 0)) and self.env.is_main:
             print(f"warning: resuming with a different world size / num_workers than {path} was written with "
@@ -193,8 +214,9 @@ class Trainer:
 
     def _loop(self, log: MetricsLog | None) -> None:
         t, env = self.cfg.trainer, self.env
+        resume_at = {"position": self.data_position} if self.data_position is not None else {}
         loader = self.data.loader("train", t.batch_size, self.transforms, seed=self.cfg.seed, train=True,
-                                  start=self.batches_seen)
+                                  start=self.batches_seen, **resume_at)
         batches = iter(loader)
         meter, tokens, skipped, t0 = MetricMeter(), 0, 0, time.perf_counter()
         nonfinite_in_a_row = 0

@@ -174,6 +174,25 @@ class AudioField:
     def count(self, batch: dict) -> int:
         return int(batch["audio_lengths"].sum()) // (self.sample_rate // 50)     # 20 ms frames of real audio
 
+    def preview(self, batch: dict, row: int, state: AudioState, n_mels: int = 64):
+        """Row ``row``'s clip (its real samples, not the padding) as a uint8 [n_mels, frames, 3] picture for
+        reports' grids: the log-mel spectrogram (25 ms windows, 10 ms hop; low frequencies at the bottom) over
+        an 80 dB range below its peak, in matplotlib's magma colours."""
+        import matplotlib
+        import numpy as np
+        import torchaudio
+
+        n = int(batch["audio_lengths"][row]) if "audio_lengths" in batch else batch["input_values"].shape[1]
+        wave = batch["input_values"][row, :n].detach().float().cpu()
+        rate = state.sample_rate
+        mel = torchaudio.transforms.MelSpectrogram(rate, n_fft=round(0.025 * rate), hop_length=round(0.01 * rate),
+                                                   n_mels=n_mels)
+        db = 10 * mel(wave).clamp(min=1e-10).log10()
+        db = db.clamp(min=float(db.max()) - 80.0)
+        scaled = ((db - db.min()) / (db.max() - db.min()).clamp(min=1e-6)).flip(0).numpy()
+        rgba = matplotlib.colormaps["magma"](scaled)
+        return np.ascontiguousarray((rgba[..., :3] * 255).round().astype(np.uint8))
+
     def files(self, state: AudioState, out: Path, style: str | None) -> list[Path]:
         """The feature extractor's preprocessor_config.json: "wav2vec2" (raw waveform, HubertModel; the default)
         or "ast" (Kaldi fbank, ASTModel: its numbers come from the model, so that architecture writes it)."""

@@ -8,6 +8,16 @@ alignments from the synthesizer's events (KEY.json), single-word clips their wor
 each a caption describing speaker and text (KEY.txt). train / validation / test are split by held-out voice
 variants: a voice of the test split is heard nowhere else.
 
+Two options make the data for binding audio to another modality through text (bind_tiny pairs it with the
+`digits` images; the defaults keep the data above): ``vocabulary=digits`` says only zero..nine, so every
+utterance is about classes the images have, and classes.json lists exactly those ten words in order, so
+class ids match the digits classes by name (``all``: the 30 words). ``captions=words`` captions what is said
+and nothing of the speaker ("someone saying three five.", "the spoken words three five"), from
+WORDS_CAPTIONS: phrasings of their own that share the digit words with the image captions, never put a word
+first or in quotes (a byte-level BPE splits "three" there differently from " three" mid-sentence: the speaker
+captions' quoted 'three five' gives "three", not "Ġthree", whatever add_prefix_space says), and draw on
+their own random stream, so the audio is that of ``captions=speaker``.
+
 sound-captions: audio-caption pairs for CLAP: speech with speaker descriptions, synthetic events (beeps,
 sweeps, sirens, coloured noise, clicks, chords, DTMF, noise bursts) and two-event mixtures ("X then Y",
 "X over Y"), captioned from what made each clip. Held out for zero-shot testing: caption templates (the test
@@ -20,10 +30,12 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ...datasets.shards import ShardWriter
+from ...errors import ConfigError, closest
 from ...registry import SAMPLE_DATA
 from .synth.espeak import ACCENTS, VARIANTS, Voice
 from .synth.events import ATTRIBUTES, EVENT_CLASSES
@@ -32,6 +44,10 @@ SPLITS = ("train", "validation", "test")
 VOCABULARY = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
               "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
               "forward", "backward", "bed", "bird", "cat", "dog", "happy", "house", "tree", "wow"]
+VOCABULARIES = {"all": VOCABULARY, "digits": VOCABULARY[:10]}     # digits: class id = the digit
+# captions=words: what is said, never first or quoted (one BPE split of each word); {s} plurals "word"
+WORDS_CAPTIONS = ["someone saying {}.", "a voice saying {}.", "the spoken word{s} {}", "a person says {}.",
+                  "a recording of someone saying {}.", "a short clip of the word{s} {} said aloud."]
 WORD_TEMPLATES = ["someone saying {}.", "a voice saying the word {}.", "the spoken word {}.", "a person says {}."]
 SPEECH_CLASS = "a person speaking"
 KIND_NOUNS = {"plain": "{g}", "old": "old {g}", "whisper": "{g}", "croaky": "{g} with a croaky voice",
@@ -149,6 +165,15 @@ class SpokenWordsConfig:
     clips_per_shard: int = 1000
     workers: int = 1                 # parallel synthesis processes (the output does not depend on it)
     seed: int = 0
+    vocabulary: Literal["all", "digits"] = "all"     # digits: zero..nine only (class ids = the digits')
+    captions: Literal["speaker", "words"] = "speaker"  # words: what is said only, no speaker description
+
+
+def _choice(key: str, value: str, valid) -> None:
+    if value not in valid:
+        hint = closest(value, valid)
+        raise ConfigError(f"'{key}' = {value!r} is not allowed; expected one of {list(valid)}"
+                          + (f" (did you mean '{hint}'?)" if hint else ""))
 
 
 @SAMPLE_DATA.register("spoken-words")
@@ -164,7 +189,10 @@ class SpokenWords:
             raise ValueError("max_words must be 1-8 and single_word_fraction in [0, 1]")
         if not 80 <= cfg.rate_min <= cfg.rate_max <= 450 or not 0 <= cfg.pitch_min <= cfg.pitch_max <= 99:
             raise ValueError("need 80 <= rate_min <= rate_max <= 450 and 0 <= pitch_min <= pitch_max <= 99")
+        _choice("vocabulary", cfg.vocabulary, VOCABULARIES)     # also when the config is built directly
+        _choice("captions", cfg.captions, ("speaker", "words"))
         self.cfg = cfg
+        self.words = VOCABULARIES[cfg.vocabulary]
         self.counts = _counts(cfg.utterances, cfg.validation_fraction, cfg.test_fraction)
 
     def plan(self) -> list[dict]:
@@ -172,15 +200,23 @@ class SpokenWords:
         cfg = self.cfg
         voices = voice_split(cfg.seed, cfg.validation_voices, cfg.test_voices)
         rng = np.random.default_rng([cfg.seed, 1])
+        pick = np.random.default_rng([cfg.seed, 5])    # caption templates: apart, so the audio stays the same
         specs = []
         for split in SPLITS:
             for i in range(self.counts[split]):
                 n = 1 if rng.random() < cfg.single_word_fraction else int(rng.integers(min(2, cfg.max_words),
                                                                                       cfg.max_words + 1))
-                words = [str(w) for w in rng.choice(VOCABULARY, size=n)]
+                words = [str(w) for w in rng.choice(self.words, size=n)]
                 specs.append({"split": split, "key": f"{split}-{i:06d}", "text": " ".join(words),
                               "voice": _random_voice(rng, voices[split], cfg)})
+                if cfg.captions == "words":
+                    specs[-1]["template"] = str(pick.choice(WORDS_CAPTIONS))
         return specs
+
+    def caption(self, spec: dict, speaker: dict) -> str:
+        if self.cfg.captions == "speaker":
+            return speech_caption(speaker, spec["text"])
+        return spec["template"].format(spec["text"], s="s" if " " in spec["text"] else "")
 
     def build(self, out: Path) -> dict:
         from tqdm import tqdm
@@ -206,9 +242,9 @@ class SpokenWords:
                 meta = {"text": spec["text"], "words": words, "phones": phones, "speaker": speaker,
                         "augment": done, "seconds": round(len(wave) / cfg.sample_rate, 5)}
                 sample = {"__key__": spec["key"], "flac": encode_audio(wave, cfg.sample_rate),
-                          "json": json.dumps(meta), "txt": speech_caption(speaker, spec["text"])}
+                          "json": json.dumps(meta), "txt": self.caption(spec, speaker)}
                 if len(words) == 1:
-                    sample["cls"] = str(VOCABULARY.index(words[0]["word"]))
+                    sample["cls"] = str(self.words.index(words[0]["word"]))
                     singles[spec["split"]] += 1
                 writers[spec["split"]].write(sample)
                 seconds[spec["split"]] += meta["seconds"]
@@ -218,10 +254,12 @@ class SpokenWords:
         voices = voice_split(cfg.seed, cfg.validation_voices, cfg.test_voices)
         info = {"name": "spoken-words", "sample_rate": cfg.sample_rate, "clips": self.counts,
                 "single_word_clips": singles, "seconds": {s: round(v, 1) for s, v in seconds.items()},
-                "voices": voices, "accents": list(ACCENTS), "vocabulary": VOCABULARY,
+                "voices": voices, "accents": list(ACCENTS), "vocabulary": self.words,
+                "captions": {"style": cfg.captions, **({"templates": WORDS_CAPTIONS} if cfg.captions == "words"
+                                                       else {})},
                 "split_by": "voice variant: validation and test voices are heard in no other split",
                 "engine": engine, "build_seconds": round(time.time() - started, 1), "config": asdict(cfg)}
-        _write_root(out, {"classes": VOCABULARY, "templates": WORD_TEMPLATES}, info)
+        _write_root(out, {"classes": self.words, "templates": WORD_TEMPLATES}, info)
         return info
 
 

@@ -5,6 +5,7 @@ as RUN/tokenizer.json) and export it as Hugging Face tokenizer files."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ...datasets.dataset import chunks
+from ...errors import ModalzooError
 from ...registry import TOKENIZERS
 from .packing import SpecialIds, chunk_document, pack, pad_batch, stack
 from .tokenizers import TextTokenizer, load_or_train
@@ -58,6 +60,48 @@ def restore_tokenizer(spec: dict, seq_len: int, run_dir: Path) -> TextState:
     return TextState(TOKENIZERS.build(dict(spec), "data.tokenizer").load(saved), spec["name"], seq_len)
 
 
+def _one_spec(pairs: list) -> dict:
+    """The tokenizer config every text field of a mixture uses; they must agree (one text vocabulary)."""
+    (first, _, where), *rest = pairs
+    for f, _, other_where in rest:
+        if f.tokenizer != first.tokenizer:
+            keys = sorted(k for k in {*f.tokenizer, *first.tokenizer} if f.tokenizer.get(k) != first.tokenizer.get(k))
+            raise ModalzooError(f"the text fields of a mixture share one tokenizer, but {where}.tokenizer and "
+                                f"{other_where}.tokenizer differ in {keys}: give them the same tokenizer section")
+    return dict(first.tokenizer)
+
+
+def prepare_together(pairs: list, run_dir: Path | None) -> list[TextState]:
+    """One tokenizer for the text fields of several datasets (``pairs``: (field, dataset, where)), trained on
+    their training texts interleaved and cached beside the first dataset's shards; a state per field."""
+    from ...datasets.mixture import round_robin
+    spec = _one_spec(pairs)
+    datasets = [(f, data) for f, data, _ in pairs]
+    key = ["shared"] + [[str(data.cfg.path), data.cfg.train_split, f.train_docs] for f, data in datasets]
+    limit = max(f.train_docs for f, _ in datasets)
+    first_path = Path(datasets[0][1].cfg.path)
+    tok = load_or_train(spec, run_dir, first_path / "tokenizers", key,
+                        lambda: itertools.islice(round_robin(data.texts(data.cfg.train_split, f.train_docs)
+                                                              for f, data in datasets), limit),
+                        f"no texts in {[str(data.cfg.path) for _, data in datasets]} to train the shared tokenizer on")
+    return [TextState(tok, spec["name"], f.seq_len) for f, _ in datasets]
+
+
+def restore_together(pairs: list, run_dir: Path) -> list[TextState]:
+    """A finished mixture run's text states: its one RUN/tokenizer.json, loaded once."""
+    spec = _one_spec(pairs)
+    state = restore_tokenizer(spec, 0, run_dir)
+    return [TextState(state.tokenizer, state.tokenizer_name, f.seq_len) for f, _, _ in pairs]
+
+
+class TogetherMixin:
+    """A mixture prepares every text field together: one tokenizer (``together_key`` groups them)."""
+
+    together_key = "tokenizer"
+    prepare_together = staticmethod(prepare_together)
+    restore_together = staticmethod(restore_together)
+
+
 def tokenizer_files(state: TextState, out: Path, style: str | None) -> list[Path]:
     from .hub.tokenizer_files import default_style, write_tokenizer_files
     if state.tokenizer is None:
@@ -66,7 +110,7 @@ def tokenizer_files(state: TextState, out: Path, style: str | None) -> list[Path
                                  style=style or default_style(state.tokenizer, state.tokenizer_name))
 
 
-class TextField:
+class TextField(TogetherMixin):
     """Text documents: tokenized, chunked to ``seq_len`` (each chunk wrapped in bos/eos), then packed several
     per row (``segment_ids``, per-document ``position_ids``) or padded one per row."""
 
@@ -110,7 +154,7 @@ class TextField:
         return tokenizer_files(state, out, style)
 
 
-class CaptionField:
+class CaptionField(TogetherMixin):
     """A caption per sample (optional: a sample without one gets bos + eos): ``input_ids`` and
     ``attention_mask`` [B, seq_len], as `encode_texts`."""
 

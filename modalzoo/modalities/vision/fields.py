@@ -161,6 +161,16 @@ class ImageField:
     def count(self, batch: dict) -> int:
         return int(batch["pixel_values"].shape[0])
 
+    def preview(self, batch: dict, row: int, state: ImageState) -> np.ndarray:
+        """Row ``row`` of a batch as a uint8 [H, W, 3] picture (reports' image grids): a finished batch's
+        normalisation undone with ``state``'s mean/std; a collated (uint8) batch is shown as it is."""
+        pixels = batch["pixel_values"][row].detach().cpu()
+        if pixels.dtype != torch.uint8:
+            mean = torch.tensor(state.mean, dtype=torch.float32).view(3, 1, 1)
+            std = torch.tensor(state.std, dtype=torch.float32).view(3, 1, 1)
+            pixels = (pixels.float() * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
+        return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+
     def files(self, state: ImageState, out: Path, style: str | None) -> list[Path]:
         from .hub.image_processor import write_image_processor
         return [write_image_processor(out, state.image_size, state.mean, state.std, style or "vit")]
