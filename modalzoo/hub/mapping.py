@@ -31,6 +31,7 @@ Pair = tuple[str, list[str], Transform | None]
 LEADING_ONE: Transform = (lambda t: t[None], lambda t: t[0])                      # [N, D] <-> [1, N, D]
 CLS_TOKEN: Transform = (lambda t: t.reshape(1, 1, -1), lambda t: t.reshape(-1))   # [D] <-> [1, 1, D]
 TRANSPOSED: Transform = (lambda t: t.T.contiguous(), lambda t: t.T.contiguous())  # x @ W <-> Linear
+SCALAR: Transform = (lambda t: t.reshape(1), lambda t: t.reshape(()))             # [] <-> [1] (logit scales)
 
 HIDDEN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "relu": "relu"}
 

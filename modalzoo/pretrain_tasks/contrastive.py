@@ -76,7 +76,15 @@ class Contrastive(Target):
                 raise ValueError(f"contrastive reads stream '{name}', but the model has {list(streams)}")
         self.projections = nn.ModuleDict({
             name: nn.Linear(streams[name].encoder.dim, cfg.embed_dim, bias=False) for name in cfg.streams})
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
+        # One element, not a 0-dim scalar: FSDP2's fully_shard refuses scalar parameters. Exports to CLIPModel
+        # (a scalar there) reshape it; an older checkpoint's scalar loads (`_load_from_state_dict`).
+        self.logit_scale = nn.Parameter(torch.full((1,), math.log(1 / cfg.init_temperature)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "logit_scale"
+        if key in state_dict and state_dict[key].dim() == 0:
+            state_dict[key] = state_dict[key].reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def init_weights(self) -> None:
         with torch.no_grad():
@@ -145,5 +153,5 @@ class Contrastive(Target):
         labels = torch.arange(logits_a.shape[0], device=a.device) + offset
         loss = (F.cross_entropy(logits_a.float(), labels) + F.cross_entropy(logits_b.float(), labels)) / 2
         accuracy = (logits_a.argmax(-1) == labels).float().mean()
-        return TaskOutput(loss=loss, metrics={"accuracy": accuracy, "logit_scale": scale.detach()},
+        return TaskOutput(loss=loss, metrics={"accuracy": accuracy, "logit_scale": scale.detach().squeeze()},
                           count=a.shape[0])

@@ -34,3 +34,15 @@ def test_stream_heads_change_order_not_results():
         heads = {name: target.stream_head(name, out) for name, out in outputs.items()}
     assert all(h.shape == (batch["pixel_values"].shape[0], target.cfg.embed_dim) for h in heads.values())
     assert torch.allclose(heads["image"].norm(dim=-1), torch.ones(len(heads["image"])))
+
+
+def test_the_logit_scale_is_one_element_and_older_scalar_checkpoints_load():
+    """FSDP2 refuses 0-dim parameters, so the scale is [1]; a checkpoint written when it was a scalar loads."""
+    spec, _ = SHAPES["clip"]
+    model = build_model({"model": spec})
+    assert model.targets["clip"].logit_scale.shape == (1,)
+    state = model.state_dict()
+    state["targets.clip.logit_scale"] = torch.tensor(1.25)             # the old layout
+    fresh = build_model({"model": spec})
+    fresh.load_state_dict(state)
+    assert fresh.targets["clip"].logit_scale.tolist() == [1.25]

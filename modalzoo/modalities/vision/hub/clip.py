@@ -45,6 +45,7 @@ from ....hub.mapping import (
     CLS_TOKEN,
     HIDDEN_ACT,
     LEADING_ONE,
+    SCALAR,
     TRANSPOSED,
     Row,
     block_rows,
@@ -80,7 +81,7 @@ HF_TABLE: list[Row] = [
     ("{zt}encoder.norm.{p}", "text_model.final_layer_norm.{p}"),
     ("targets.{t}.projections.{image}.weight", "visual_projection.weight"),
     ("targets.{t}.projections.{text}.weight", "text_projection.weight"),
-    ("targets.{t}.logit_scale", "logit_scale"),
+    ("targets.{t}.logit_scale", "logit_scale", SCALAR),
 ]
 # Buffers that older CLIPModel checkpoints carry and that both sides recompute.
 HF_IGNORED = {"vision_model.embeddings.position_ids", "text_model.embeddings.position_ids"}
@@ -107,7 +108,7 @@ OPEN_CLIP_TABLE: list[Row] = [
     ("{zt}encoder.norm.{p}", "ln_final.{p}"),
     ("targets.{t}.projections.{image}.weight", "visual.proj", TRANSPOSED),
     ("targets.{t}.projections.{text}.weight", "text_projection", TRANSPOSED),
-    ("targets.{t}.logit_scale", "logit_scale"),
+    ("targets.{t}.logit_scale", "logit_scale", SCALAR),
 ]
 LAYER_PREFIXES = {"hf": ("vision_model.encoder.layers.", "text_model.encoder.layers."),
                   "open_clip": ("visual.transformer.resblocks.", "transformer.resblocks.")}
