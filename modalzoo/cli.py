@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=["hf", "modalzoo"], default="hf")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--target", help="export only this target and the streams it reads (a binding run's "
+                                    "image-text target as CLIPModel); in a mixture, with its source's data files")
     p.add_argument("--arch", help="transformers architecture (default: the one matching the model); "
                                   "'vit' exports one image stream's encoder as ViTModel, 'ast' one audio stream "
                                   "as ASTModel, 'bert_encoder'/'roberta_encoder' one BERT-shaped text stream "
@@ -199,7 +201,7 @@ def run(argv: list[str]) -> int:
     if extra and args.command == "embed" and not any(e.startswith("-") for e in extra):
         args.files += map(Path, extra)    # files after an option: embed RUN --stream audio A.wav B.wav --out ...
     elif extra:                       # overrides may come after options: train RECIPE --import m a=1
-        if args.command != "train" or any("=" not in e or e.startswith("-") for e in extra):
+        if args.command != "train" or any(("=" not in e and not e.startswith("~")) or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra
     import modalzoo
@@ -241,7 +243,7 @@ def run(argv: list[str]) -> int:
         if args.private and not args.push:
             raise ModalzooError("--private only applies with --push REPO_ID")
         export_run(args.run_dir, args.out, format=args.format, arch=args.arch, stream=args.stream, step=args.step,
-                   push=args.push, private=args.private, overwrite=args.overwrite)
+                   push=args.push, private=args.private, overwrite=args.overwrite, target=args.target)
     elif args.command == "embed":
         from .embed import Text, embed_to_file
         print(embed_to_file(args.run_dir, args.stream, [*args.files, *map(Text, args.text)], args.out,

@@ -70,8 +70,8 @@ def load_recipe(name: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
         config_name = f"recipes/{name}"
     overrides = list(overrides)
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value (e.g. trainer.max_steps=100)")
+        if "=" not in item and not item.startswith("~"):      # ~key deletes (Hydra): ~model.targets.mlm
+            raise ConfigError(f"override '{item}' is not key=value (e.g. trainer.max_steps=100) or ~key")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3", job_name="modalzoo"):

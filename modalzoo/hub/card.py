@@ -44,11 +44,13 @@ def _eval_summary(run_dir: Path) -> dict:
 
 
 def _zero_shot_prompts(run) -> tuple[list[str], str]:
-    """A few class names and the first prompt template, from the run's data when it has them."""
-    classes = run.data_ctx.get("classes")
-    if classes:
-        templates = run.data_ctx.get("templates") or ["a photo of {}."]
-        return [str(n) for n in classes[:5]], str(templates[0])
+    """A few class names and the first prompt template, from the run's data when it has them (the first field
+    holding class names: a mixture's sources may each have their own)."""
+    for state in run.data_ctx.states.values():
+        found = getattr(state, "__dict__", {})
+        if found.get("classes"):
+            templates = found.get("templates") or ["a photo of {}."]
+            return [str(n) for n in found["classes"][:5]], str(templates[0])
     return ["cat", "dog", "car"], "a photo of {}."
 
 

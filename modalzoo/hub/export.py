@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from ..datasets.fields import DataContext
-from ..errors import ModalzooError
+from ..errors import ModalzooError, unknown_name_message
 from ..registry import DATASETS, to_plain
 from ..training.runs import load_run_model
 from . import architecture
@@ -37,6 +37,7 @@ class RunForExport:
     checkpoint: Path
     step: int
     data_ctx: DataContext                     # the run's data states: tokenizer, sizes, class names and prompts
+    data: object = None                       # the run's dataset (states restored), for `one_target`
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> RunForExport:
@@ -44,20 +45,61 @@ def load_run(run_dir: str | Path, step: int | None = None) -> RunForExport:
     restored from the run directory (tokenizer.json, the data config): the shards need not be here."""
     run_dir = Path(run_dir)
     cfg, model, checkpoint, step = load_run_model(run_dir, step)
-    data_ctx = DATASETS.build(cfg.data, "data").context(run_dir) if cfg.get("data") else DataContext()
-    return RunForExport(run_dir, cfg, model, checkpoint, int(step), data_ctx)
+    data = DATASETS.build(cfg.data, "data") if cfg.get("data") else None
+    data_ctx = data.context(run_dir) if data is not None else DataContext()
+    return RunForExport(run_dir, cfg, model, checkpoint, int(step), data_ctx, data)
+
+
+def one_target(run: RunForExport, target: str) -> RunForExport:
+    """The run narrowed to one target and the streams it reads (a binding run's image-text target alone is a
+    CLIP): their weights, copied, and, in a `mixture`, the data config and states of the source feeding it. A
+    target that borrows another's projections (``shares``) gets copies of them as its own."""
+    from ..model import build_model
+
+    spec = to_plain(run.cfg.model)
+    targets = spec.get("targets") or {}
+    if target not in targets:
+        raise ModalzooError(unknown_name_message("target", target, targets))
+    reads = run.model.targets[target].reads()
+    if reads is None:
+        raise ModalzooError(f"target '{target}' does not say which streams it reads; export the whole model")
+    t_spec = dict(targets[target])
+    owner = t_spec.pop("shares", "") or ""
+    narrow = {**spec, "streams": {n: s for n, s in spec["streams"].items() if n in reads}, "targets": {target: t_spec}}
+    state = run.model.state_dict()
+    keep = {k: v for k, v in state.items()
+            if (k.startswith("streams.") and k.split(".")[1] in reads) or k.startswith(f"targets.{target}.")}
+    for stream in getattr(run.model.targets[target], "shared_projections", {}):
+        lead = f"targets.{owner}.projections.{stream}."
+        keep.update({f"targets.{target}.projections.{stream}." + k[len(lead):]: v
+                     for k, v in state.items() if k.startswith(lead)})
+    try:
+        model = build_model({"model": narrow})
+    except ModalzooError as err:
+        raise ModalzooError(f"target '{target}' with its streams {list(reads)} alone is not a model: {err}") from None
+    model.load_state_dict({k: v.clone() for k, v in keep.items()}, strict=True)
+    cfg = OmegaConf.create(OmegaConf.to_container(run.cfg, resolve=True))
+    cfg.model = narrow
+    data_ctx = run.data_ctx
+    source = run.data.source_for(target) if hasattr(run.data, "source_for") else None
+    if source is not None:
+        cfg.data, data_ctx = to_plain(run.cfg.data)["sources"][source.name]["data"], source.data.ctx
+    return RunForExport(run.run_dir, cfg, model.eval(), run.checkpoint, run.step, data_ctx)
 
 
 def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: str | None = None,
                stream: str | None = None, step: int | None = None, push: str | None = None, private: bool = False,
-               overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:
-    """Export a run (see the module docstring); returns the output folder."""
+               overwrite: bool = False, echo: Callable[[str], None] = print, target: str | None = None) -> Path:
+    """Export a run (see the module docstring); returns the output folder. ``target``: only that target and
+    the streams it reads (`one_target`)."""
     if format not in ("hf", "modalzoo"):
         raise ModalzooError(f"--format must be hf or modalzoo, not {format!r}")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ModalzooError(f"{out} exists and is not empty; pass --overwrite or choose another --out")
     run = load_run(run_dir, step)
+    if target:
+        run = one_target(run, target)
     model_spec = to_plain(run.cfg.model)
     tmp = out.parent / f".tmp-{out.name}"
     if tmp.exists():

@@ -152,3 +152,12 @@ def test_a_batch_runs_only_its_targets_and_their_streams():
 def test_shares_errors_are_clear(option, message):
     with pytest.raises(ConfigError, match=message):
         bind_model(**option)
+
+
+def test_tilde_overrides_remove_a_source_with_its_tower_and_target(digits, audio_clips, tmp_path):
+    """The comparison runs of the README: bind_tiny less its audio (a CLIP of the same towers)."""
+    removed = ["~data.sources.words", "~model.streams.audio", "~model.targets.audio_text"]
+    cfg = modalzoo.load_recipe("bind_tiny", [*bind_overrides(digits, audio_clips, tmp_path / "clip"), *removed])
+    assert list(cfg.data.sources) == ["digits"] and list(cfg.model.targets) == ["image_text"]
+    with pytest.raises(ConfigError, match="is not key=value"):
+        modalzoo.load_recipe("bind_tiny", ["data.sources.words"])
