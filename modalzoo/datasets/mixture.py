@@ -145,7 +145,7 @@ class MixtureData:
         for source, ctx in per_source.items():
             for name, f in ctx.fields.items():
                 fields[f"{source}.{name}"], states[f"{source}.{name}"] = f, ctx.states[name]
-        return DataContext(fields, states)
+        return MixtureContext(fields, states, per_source)
 
     def _together(self, method: str, run_dir: Path | None) -> dict[tuple[str, str], object]:
         """States of the fields that prepare together (`prepare_together` / `restore_together`: the text fields'
@@ -227,6 +227,40 @@ class MixtureData:
             raise ModalzooError(f"the checkpoint's data position has no source {missing}; it was written with "
                                 f"other data.sources ({sorted(begin)})")
         return _Training(self, per, batch_size, seed, start, begin)
+
+
+class MixtureContext(DataContext):
+    """The sources' field states under "<source>.<field>" names. Preprocessing files that two sources would
+    both write under one name with different contents (an image processor's and an audio feature extractor's
+    preprocessor_config.json) go to ``<source>/`` folders instead; the rest (the one tokenizer) stay on top."""
+
+    def __init__(self, fields: dict, states: dict, per_source: dict[str, DataContext]):
+        super().__init__(fields, states)
+        self.per_source = per_source
+
+    def write_files(self, out: Path, styles: dict[str, str | None] | None = None) -> list[Path]:
+        import shutil
+        import tempfile
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out, prefix=".files-") as tmp:
+            made = {name: {p.relative_to(Path(tmp) / name): p.read_bytes() for p in
+                           ctx.write_files(Path(tmp) / name, styles) if p.is_file()}
+                    for name, ctx in self.per_source.items()}
+            contents: dict[Path, set[bytes]] = {}
+            for files in made.values():
+                for rel, data in files.items():
+                    contents.setdefault(rel, set()).add(data)
+            written = []
+            for name, files in made.items():
+                for rel in files:
+                    target = out / rel if len(contents[rel]) == 1 else out / name / rel
+                    if target not in written:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(Path(tmp) / name / rel, target)
+                        written.append(target)
+        return written
 
 
 def round_robin(iterables) -> Iterator:

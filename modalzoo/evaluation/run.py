@@ -144,7 +144,12 @@ def evaluate_run(run_dir: Path, batches: int = 50, device: str = "cpu", echo: Ca
         outputs = [report.run(view, name, batches) for report in reports_for(view, name)]
         if outputs:
             result[name] = merge_reports(outputs)
-            result.update(result[name].get("summary", {}))     # e.g. zero_shot_top1 at the top level
+    # The reports' numbers at the top level (zero_shot_top1); one that several targets report is named
+    # "TARGET/KEY" there instead (a binding run's image_text/zero_shot_top1 and audio_text/zero_shot_top1).
+    summaries = {n: result[n].get("summary", {}) for n in run.model.targets if n in result}
+    seen = [k for summary in summaries.values() for k in summary]
+    for name, summary in summaries.items():
+        result.update({(k if seen.count(k) == 1 else f"{name}/{k}"): v for k, v in summary.items()})
     Path(out or run.run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     echo(format_table(result))
     for name in run.model.targets:

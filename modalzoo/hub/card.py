@@ -54,6 +54,17 @@ def _zero_shot_prompts(run) -> tuple[list[str], str]:
     return ["cat", "dog", "car"], "a photo of {}."
 
 
+def _data_line(data: dict) -> str:
+    """"`image_text` data (`data/digits`)", or for a mixture each source's, with its weight and targets."""
+    sources = data.get("sources") if data.get("name") == "mixture" else None
+    if not isinstance(sources, dict):
+        return f"`{data.get('name', '?')}` data (`{data.get('path', '?')}`)"
+    parts = [f"{name}: `{(s.get('data') or {}).get('name', '?')}` data (`{(s.get('data') or {}).get('path', '?')}`, "
+             f"weight {s.get('weight', 1.0)}, feeding {', '.join(s.get('targets') or [])})"
+             for name, s in sources.items()]
+    return "a mixture of " + "; ".join(parts)
+
+
 def _pipeline_of(cfg) -> str:
     """A modalzoo-format card's Hub task: that of the architecture the model has the shape of (its options
     may still keep it from exporting there), else one its targets declare (``pipeline_tag`` on the
@@ -85,7 +96,7 @@ def write_card(out: Path, run, format: str, arch, figures: list[str], verified: 
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
              f"# {recipe} (modalzoo, step {run.step})", "",
              f"Pretrained with modalzoo's `{recipe}` recipe for "
-             f"{run.step} steps on `{data.get('name', '?')}` data (`{data.get('path', '?')}`)."
+             f"{run.step} steps on {_data_line(data)}."
              + (f" Exported as `transformers.{arch.model_class}`: it loads with `{arch.auto_class}` and no remote "
                 f"code." if arch is not None else " Exported in modalzoo's own format (the zoo model has no "
                                                    "faithful transformers class, or you asked for this format)."),

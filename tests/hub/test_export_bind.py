@@ -13,27 +13,56 @@ from safetensors.torch import load_file
 from test_embed import shard_files
 
 import modalzoo
-from conftest import bind_overrides
+from conftest import bind_overrides, write_audio_clips
 from modalzoo import ModalzooError
+from modalzoo.evaluation.run import evaluate_run
 from modalzoo.hub.export import export_run
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def bind_run(digits, audio_clips, tmp_path_factory):
+def bind_clips(tmp_path_factory):
+    """The tone clips, their 3 classes named as three of the digits' (so the emergent report applies)."""
+    clips = write_audio_clips(tmp_path_factory.mktemp("data") / "clips")
+    (clips / "classes.json").write_text(json.dumps({"classes": ["zero", "one", "two"], "templates": ["{}"]}))
+    return clips
+
+
+@pytest.fixture(scope="module")
+def bind_run(digits, bind_clips, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "bind"
     torch.manual_seed(0)
     no_dropout = {"model.streams.image.encoder.dropout": 0.0, "model.streams.text.encoder.dropout": 0.0}  # CLIPModel's
-    return modalzoo.train(modalzoo.load_recipe("bind_tiny", bind_overrides(digits, audio_clips, run_dir,
+    return modalzoo.train(modalzoo.load_recipe("bind_tiny", bind_overrides(digits, bind_clips, run_dir,
                                                                            **no_dropout)))
 
 
-def test_the_zoo_format_keeps_every_tower_and_embeds_as_the_run(bind_run, audio_clips, digits, tmp_path):
+def test_eval_reports_each_target_on_its_source_and_the_emergent_retrieval(bind_run):
+    result = evaluate_run(bind_run, batches=5, echo=lambda line: None)
+    saved = json.loads((bind_run / "eval.json").read_text())
+    assert saved["emergent_audio_to_image_top1"] == result["emergent_audio_to_image_top1"]
+    assert 0 <= saved["emergent_audio_to_image_top1"] <= 1 and 0 < saved["emergent_chance"] < 1
+    # a number both targets report is named by target at the top level, never overwritten
+    assert "zero_shot_top1" not in saved
+    assert saved["image_text/zero_shot_chance"] == pytest.approx(0.1)       # 10 digits
+    assert saved["audio_text/zero_shot_chance"] == pytest.approx(1 / 3)     # 3 tones
+    assert (bind_run / "zero_shot_confusion-image_text.png").exists()
+    assert (bind_run / "zero_shot_confusion-audio_text.png").exists()
+    assert (bind_run / "emergent_audio_to_image.png").exists()
+
+
+def test_the_zoo_format_keeps_every_tower_and_embeds_as_the_run(bind_run, bind_clips, digits, tmp_path):
     out = export_run(bind_run, tmp_path / "zoo", format="modalzoo")
+    # the image processor and the audio feature extractor both are preprocessor_config.json: one per source
+    assert not (out / "preprocessor_config.json").exists() and (out / "tokenizer.json").exists()
+    assert "ImageProcessor" in json.loads((out / "digits" / "preprocessor_config.json").read_text())[
+        "image_processor_type"]
+    assert "sampling_rate" in json.loads((out / "words" / "preprocessor_config.json").read_text())
+    assert "a mixture of digits: `image_text` data" in (out / "README.md").read_text()
     loaded = modalzoo.from_pretrained(out)
     assert set(loaded.streams) == {"image", "audio", "text"} and set(loaded.targets) == {"image_text", "audio_text"}
-    clips = shard_files(audio_clips, "validation", "flac", tmp_path / "clips", 4)
+    clips = shard_files(bind_clips, "validation", "flac", tmp_path / "clips", 4)
     images = shard_files(digits, "test", "png", tmp_path / "images", 4)
     for stream, inputs in (("audio", clips), ("image", images), ("text", ["someone saying three."])):
         torch.testing.assert_close(modalzoo.embed(out, stream, inputs), modalzoo.embed(bind_run, stream, inputs),
