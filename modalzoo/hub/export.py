@@ -98,7 +98,9 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ModalzooError(f"{out} exists and is not empty; pass --overwrite or choose another --out")
     run = load_run(run_dir, step)
+    left_out: list[str] = []
     if target:
+        left_out = [t for t in run.model.targets if t != target]
         run = one_target(run, target)
     model_spec = to_plain(run.cfg.model)
     tmp = out.parent / f".tmp-{out.name}"
@@ -123,6 +125,8 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "hf", arch: s
         # the tokenizer / image-processor files: in the architecture's styles, or each field's default
         run.data_ctx.write_files(tmp, None if chosen is None else dict(chosen.preprocessing))
         figures = sorted(p.name for p in run.run_dir.glob("*.png"))      # the run's loss curve and report figures
+        # not the figures of the targets left out (zero_shot_confusion-OTHER.png)
+        figures = [f for f in figures if not any(f"-{t}." in f or f"-{t}-" in f for t in left_out)]
         for name in figures:
             shutil.copy(run.run_dir / name, tmp / name)
         write_card(tmp, run, format, chosen, figures, verified, repo_id=push)

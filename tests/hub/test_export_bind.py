@@ -83,6 +83,9 @@ def test_the_image_text_target_exports_as_clip_with_its_sources_files(bind_run, 
     preprocessor = json.loads((out / "preprocessor_config.json").read_text())
     assert "ImageProcessor" in preprocessor["image_processor_type"]          # the digits source's, not audio's
     assert not any("audio" in k for k in load_file(out / "model.safetensors"))
+    figures = sorted(p.name for p in out.glob("*.png"))
+    assert "zero_shot_confusion-image_text.png" in figures                 # the eval test ran first
+    assert not any("audio_text" in f for f in figures)                     # the left-out target's figures
 
     from transformers import CLIPModel
     assert type(CLIPModel.from_pretrained(out)).__name__ == "CLIPModel"
