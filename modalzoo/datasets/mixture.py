@@ -88,10 +88,10 @@ def draws(seed: int, weights: np.ndarray, start: int, stop: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def positions(seed: int, weights: np.ndarray, batches: int) -> np.ndarray:
-    """How many batches each source gave among the first ``batches`` draws."""
+def positions(seed: int, weights: np.ndarray, batches: int, start: int = 0) -> np.ndarray:
+    """How many batches each source gave among draws ``start`` to ``batches`` (in chunks: bounded memory)."""
     counts = np.zeros(len(weights), dtype=np.int64)
-    for lo in range(0, batches, 1 << 20):
+    for lo in range(start, batches, 1 << 20):
         counts += np.bincount(draws(seed, weights, lo, min(batches, lo + (1 << 20))), minlength=len(weights))
     return counts
 
@@ -205,9 +205,7 @@ class MixtureData:
         """How many batches each source has given after ``batches_seen`` training batches; ``resumed`` =
         (batches_seen, positions) of the checkpoint this process resumed from (the weights may have changed)."""
         start, base = resumed if resumed is not None else (0, dict.fromkeys(self.sources, 0))
-        counts = np.bincount(draws(seed, self.weights, start, batches_seen), minlength=len(self.sources)) \
-            if batches_seen - start < (1 << 22) else positions(seed, self.weights, batches_seen) - \
-            positions(seed, self.weights, start)
+        counts = positions(seed, self.weights, batches_seen, start)
         return {name: int(base.get(name, 0)) + int(c) for name, c in zip(self.sources, counts)}
 
     def loader(self, split: str, batch_size: int, transforms, seed: int, train: bool, start: int = 0,
