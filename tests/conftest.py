@@ -89,6 +89,16 @@ def digits(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def molecules(tmp_path_factory) -> Path:
+    """`data build molecules` with 150 pool molecules per source (the two property tasks whole), built once."""
+    pytest.importorskip("rdkit", reason="the molecules builder needs RDKit: pip install 'modalzoo[graph]'")
+    from modalzoo.modalities.graph.samples import Molecules, MoleculesConfig
+    out = tmp_path_factory.mktemp("data") / "molecules"
+    Molecules(MoleculesConfig(pool_limit=150)).build(out)
+    return out
+
+
 def write_audio_clips(out: Path, per_split: int = 24, rate: int = 16000, seed: int = 0) -> Path:
     """Synthetic clips in the `audio` layout: class k is a tone of 300 * (k + 1) Hz in noise, 0.1 to 1.5 s
     long, with a caption, a class id and (``KEY.json``) its metadata; plus info.json and classes.json."""
