@@ -48,6 +48,7 @@ class Architecture:
     usage: str = ""                           # card snippet; {model_id}, {labels}, {template} are filled in
     load_args: Mapping[str, object] = field(default_factory=dict)    # extra kwargs of model_class(...)
     card_note: str = ""                       # a line the card adds under the usage snippet
+    zoo_usage: str = ""                       # the snippet of a modalzoo-format export of this kind of model
     whole_model: bool = True                  # False: maps one stream; the rest of the zoo model is not exported
     # (model spec, stream, folder) -> files written beside the weights whose numbers come from the model, not
     # the data (AST's feature extractor: mel bins, frames); written before the reload, so `compare` checks them

@@ -89,8 +89,10 @@ def write_card(out: Path, run, format: str, arch, figures: list[str], verified: 
     data = OmegaConf.to_container(run.cfg.data, resolve=True) if run.cfg.get("data") else {}
     model_id = repo_id or str(Path(out).resolve().parent / Path(out).name).replace(".tmp-", "", 1)
     labels, template = _zero_shot_prompts(run)
-    snippet = (arch.usage if arch is not None else MODALZOO_USAGE).format(model_id=model_id, labels=labels,
-                                                                          template=template)
+    shaped = architecture.find(to_plain(run.cfg.model)) if arch is None else None
+    zoo_usage = (shaped.zoo_usage if shaped is not None else "") or MODALZOO_USAGE
+    snippet = (arch.usage if arch is not None else zoo_usage).format(model_id=model_id, labels=labels,
+                                                                     template=template)
     final = _final_metrics(run.run_dir)
     evals = _eval_summary(run.run_dir)
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",

@@ -10,7 +10,8 @@ Batch keys (R rows of L tokens, G graphs, F categorical and C continuous node fe
 ``degree`` long [R, L], ``spd`` uint8 [R, L, L] and ``path_edges`` uint8 [R, L, L, K] (`structure.py` codes),
 ``segment_ids`` long [R, L], ``is_virtual`` bool [R, L], ``graph_of`` long [R, L] (the graph of each token,
 -1 padding), ``edge_index`` long [R, E, 2] (row coordinates, -1 padding) with ``edge_type`` long [R, E],
-``graph_labels`` float [G, T] (NaN: missing) and ``graph_count``.
+``graph_labels`` float [G, T] (NaN: missing), ``graph_count``, and ``graph_descriptors`` float64 [G, K] when
+every graph of the batch has descriptors (the property tasks' baseline features).
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ class GraphField:
                  "graph_count": torch.tensor(len(graphs))}
         if node_num is not None:
             batch["node_num"] = torch.from_numpy(node_num)
+        if all(g.descriptors for g in graphs):          # a baseline's graph-level features (task sets)
+            batch["graph_descriptors"] = torch.tensor([g.descriptors for g in graphs], dtype=torch.float64)
         return batch
 
     def count(self, batch: dict) -> int:
