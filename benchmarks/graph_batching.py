@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import random
 import statistics
 import time
 from pathlib import Path
@@ -44,11 +45,11 @@ def decoded_pool(data_path: str, count: int):
     def take(samples, skips):
         for sample in samples:
             raw.append(sample)
-            if len(raw) >= count:
-                return
             yield from ()
 
     list(ShardStream(data.shards("train"), take, shuffle=False, repeat=False).raw_batches(0, 1, SkipCounter()))
+    order = random.Random(0).sample(range(len(raw)), len(raw))      # every source, not the first shards' only
+    raw = [raw[i] for i in order[: count or None]]
     t = time.perf_counter()
     values = []
     for sample in raw:
@@ -70,8 +71,8 @@ def decoded_pool(data_path: str, count: int):
 
 def make_batches(cfg, data, values, packing: str, batch_size: int, steps: int, model):
     from modalzoo.modalities.graph.fields import GraphField
-    field = GraphField(cfg.data.max_nodes, cfg.data.oversize, cfg.data.virtual_token, cfg.data.hops, packing,
-                       cfg.data.pack_len)
+    c = data.cfg                                       # the validated data config (defaults filled in)
+    field = GraphField(c.max_nodes, c.oversize, c.virtual_token, c.hops, packing, c.pack_len)
     transforms = model.batch_transforms(data.ctx)
     batches = []
     for i in range(steps):
@@ -90,7 +91,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per mode per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--decode", type=int, default=4000)
+    parser.add_argument("--decode", type=int, default=0, help="pool molecules decoded (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "graph_batching_cpu.json"))
     args = parser.parse_args()
@@ -120,7 +121,7 @@ def main() -> int:
         out.loss.backward()
         optim.step()
         optim.zero_grad(set_to_none=True)
-        return float(out.loss)
+        return float(out.loss.detach())
 
     # same weights, same batch: the two layouts compute the same loss (packing changes no graph's result)
     with torch.no_grad():
