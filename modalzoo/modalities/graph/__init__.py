@@ -3,4 +3,4 @@
 masking, masked edge prediction and graph property heads, `molecules` sample data and `pack-graphs`; `reports`
 and `hub/` load on demand."""
 
-from . import dataset, embedding, objectives, samples  # noqa: F401  (registering modules)
+from . import dataset, embedding, objectives, pack, samples  # noqa: F401  (registering modules)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...errors import ModalzooError
 from .fields import place_structure
 from .structure import encode
 
@@ -50,6 +51,9 @@ def pool_graphs(hidden: Tensor, batch: dict[str, Tensor], mode: str = "mean") ->
     graph_of, virtual = batch["graph_of"], batch["is_virtual"]
     G = int(batch["graph_count"])
     if mode == "virtual":
+        if not bool(virtual.any()):
+            raise ModalzooError("pool_graphs(mode='virtual') needs the virtual graph token "
+                                "(data.virtual_token=true); use mode='mean' for a run without one")
         out = hidden.new_zeros(G, hidden.shape[-1])
         return out.index_copy(0, graph_of[virtual], hidden[virtual])
     nodes = (graph_of >= 0) & ~virtual

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ...datasets.dataset import ShardDataConfig, ShardDataset
+from ...errors import ModalzooError
 from ...registry import DATASETS
+from .embedding import GraphEmbedding
 from .fields import GraphField
 
 
@@ -49,3 +51,25 @@ class GraphData(ShardDataset):
         cfg = self.cfg
         return {"graph": GraphField(cfg.max_nodes, cfg.oversize, cfg.virtual_token, cfg.hops, cfg.packing,
                                     cfg.pack_len)}
+
+    def batch_transforms(self, model) -> list:
+        """Also checks every graph embedding of ``model`` against the data's schema, so a pack with other node
+        features than the recipe says stops at start with the overrides to add, not mid-run in an index error."""
+        schema = self.ctx.states["graph"].schema if self.ctx is not None else None
+        for name, stream in getattr(model, "streams", {}).items():
+            emb = stream.embedding
+            if schema is None or not isinstance(emb, GraphEmbedding):
+                continue
+            want = {"node_vocab": schema.vocab, "node_features": [f["name"] for f in schema.node_features],
+                    "numeric_features": len(schema.numeric_features), "edge_types": len(schema.edge_types)}
+            have = {"node_vocab": list(emb.cfg.node_vocab), "node_features": list(emb.cfg.node_features),
+                    "numeric_features": emb.cfg.numeric_features, "edge_types": emb.cfg.edge_types}
+            wrong = [k for k in want if k != "node_features" and have[k] != want[k]]
+            if wrong:
+                import json
+                fix = " ".join(f"'model.streams.{name}.embedding.{k}={json.dumps(want[k]).replace(' ', '')}'"
+                               for k in want)
+                raise ModalzooError(f"{self.cfg.path}/graph_schema.json does not match the graph embedding of stream "
+                                    f"'{name}' ({', '.join(f'{k}: {have[k]} vs data {want[k]}' for k in wrong)}); "
+                                    f"add these overrides: {fix}")
+        return super().batch_transforms(model)

@@ -66,7 +66,7 @@ class GraphField:
 
     # --- one sample -------------------------------------------------------------------------------------
     def decode(self, sample: dict, state: GraphState) -> tuple[Graph, Structure]:
-        graph = from_json(sample["json"], len(state.schema.node_features))
+        graph = from_json(sample["json"], len(state.schema.node_features), len(state.schema.numeric_features))
         if graph.num_nodes > self.max_nodes:
             if self.oversize == "skip":
                 raise OversizeGraph(f"{graph.num_nodes} nodes, over the node budget max_nodes={self.max_nodes}")

@@ -45,8 +45,9 @@ class Graph:
         return json.dumps(out, separators=(",", ":")).encode()
 
 
-def from_json(raw: bytes | str | dict, features: int | None = None) -> Graph:
-    """Parse and check one sample; a malformed one raises ValueError (the dataset skips and counts it)."""
+def from_json(raw: bytes | str | dict, features: int | None = None, numeric: int | None = None) -> Graph:
+    """Parse and check one sample against the schema's ``features`` categorical and ``numeric`` continuous
+    node features; a malformed one raises ValueError (the dataset skips and counts it)."""
     data = raw if isinstance(raw, dict) else json.loads(raw)
     node_cat = np.asarray(data.get("node_cat", []), dtype=np.int64)
     if node_cat.ndim != 2 or node_cat.shape[0] == 0:
@@ -56,7 +57,11 @@ def from_json(raw: bytes | str | dict, features: int | None = None) -> Graph:
     if (node_cat < 0).any():
         raise ValueError("negative categorical node value")
     n = node_cat.shape[0]
-    edges = np.asarray(data.get("edges", []), dtype=np.int64).reshape(-1, 2)
+    edges = np.asarray(data.get("edges", []), dtype=np.int64)
+    if edges.size == 0:
+        edges = edges.reshape(0, 2)
+    elif edges.ndim != 2 or edges.shape[1] != 2:
+        raise ValueError(f"edges must be a list of [source, target] pairs, got shape {list(edges.shape)}")
     if edges.size and (edges.min() < 0 or edges.max() >= n):
         bad = edges[(edges < 0).any(1) | (edges >= n).any(1)][0].tolist()
         raise ValueError(f"edge {bad} names a node that does not exist (the graph has {n} nodes)")
@@ -67,7 +72,15 @@ def from_json(raw: bytes | str | dict, features: int | None = None) -> Graph:
         raise ValueError("negative edge type")
     node_num = data.get("node_num")
     if node_num is not None:
-        node_num = np.asarray(node_num, dtype=np.float32).reshape(n, -1)
+        node_num = np.asarray(node_num, dtype=np.float32)
+        if node_num.ndim != 2 or node_num.shape[0] != n:
+            raise ValueError(f"node_num must be a [nodes, features] list for {n} nodes, got shape "
+                             f"{list(node_num.shape)}")
+        if not np.isfinite(node_num).all():
+            raise ValueError("node_num has a NaN or infinite value")
+    if numeric is not None and (node_num.shape[1] if node_num is not None else 0) != numeric:
+        got = 0 if node_num is None else node_num.shape[1]
+        raise ValueError(f"nodes have {got} continuous features, the schema says {numeric}")
     return Graph(node_cat, edges, edge_type, node_num, dict(data.get("labels") or {}), data.get("descriptors"),
                  data.get("smiles"))
 
@@ -89,6 +102,7 @@ class GraphSchema:
     numeric_features: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    numeric_scaling: dict[str, list[float]] = field(default_factory=dict)   # name -> [mean, sd] the pack applied
 
     @property
     def vocab(self) -> list[int]:

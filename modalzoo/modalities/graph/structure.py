@@ -35,7 +35,8 @@ def encode(num_nodes: int, edges: np.ndarray, edge_type: np.ndarray, hops: int) 
 
     n = num_nodes
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-    edges = edges[edges[:, 0] != edges[:, 1]]             # a self-loop is no path and no degree
+    keep = edges[:, 0] != edges[:, 1]                     # a self-loop is no path and no degree
+    edges, edge_type = edges[keep], np.asarray(edge_type, dtype=np.int64).reshape(-1)[keep]
     degree = np.zeros(n, dtype=np.int64)
     np.add.at(degree, edges.ravel(), 1)
     path = np.zeros((n, n, hops), dtype=np.uint8)
@@ -44,7 +45,7 @@ def encode(num_nodes: int, edges: np.ndarray, edge_type: np.ndarray, hops: int) 
         np.fill_diagonal(spd, 0)
         return Structure(degree, spd, path)
     types = np.zeros((n, n), dtype=np.uint8)              # edge type + 1 between adjacent nodes
-    etype = np.asarray(edge_type, dtype=np.int64).reshape(-1)[: len(edges)] + 1
+    etype = edge_type + 1
     types[edges[:, 0], edges[:, 1]] = etype
     types[edges[:, 1], edges[:, 0]] = etype
     adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()

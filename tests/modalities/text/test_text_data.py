@@ -133,8 +133,9 @@ def test_unreadable_text_shard_is_a_clear_error(tmp_path):
 
 
 def test_grouped_shards_are_compact_and_read_like_a_member_per_document(text_sample, tmp_path):
-    """Text writers group documents into `N.samples.jsonl` members: ~1.05x the text instead of ~2.3x for a
-    tar member per document (the old layout, still read), into the same documents and the same batches."""
+    """Text writers group documents into `N.samples.jsonl` members: ~1.05x the text instead of a 512-byte tar
+    header plus padding per document (the old layout, still read), into the same documents and the same batches.
+    The corpus depends on the installed site-packages, so the bounds are per document, not a fixed ratio."""
     texts = list(TextData(TextDataConfig(path=str(text_sample))).texts("train"))
     raw = sum(len(t.encode()) for t in texts)
 
@@ -144,7 +145,10 @@ def test_grouped_shards_are_compact_and_read_like_a_member_per_document(text_sam
                 writer.write({"__key__": f"doc{i}", "txt": text})
         return sum(p.stat().st_size for p in (root / "train").glob("*.tar"))
 
-    assert write(tmp_path / "grouped", 1000, 10_000) <= 1.1 * raw < write(tmp_path / "one-shard", 1, 10_000) / 2
+    grouped, one_per_doc = write(tmp_path / "grouped", 1000, 10_000), write(tmp_path / "one-shard", 1, 10_000)
+    assert grouped <= 1.1 * raw
+    assert one_per_doc >= raw + 512 * len(texts)        # a header block per member, at the least
+    assert grouped < one_per_doc - 400 * len(texts)
     write(tmp_path / "single", 1, 100)                  # the fixture's shard boundaries, a member per document
     cfg = {"seq_len": 32, "num_workers": 0, "tokenizer": {"name": "wordpiece", "vocab_size": 500}}
     TextData(TextDataConfig(path=str(text_sample), **cfg)).prepare(tmp_path)      # saves tmp_path/tokenizer.json
