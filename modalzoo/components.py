@@ -24,7 +24,7 @@ from .pretrain_tasks import span_corruption as _span_corruption  # noqa: F401
 from .pretrain_tasks import ul2 as _ul2  # noqa: F401
 from .training import optim as _optim  # noqa: F401
 
-MODALITIES = ("text", "vision", "audio", "code", "graph")
+MODALITIES = ("text", "vision", "audio", "code", "graph", "tabular")
 
 
 def modality_modules(submodule: str) -> list[ModuleType]:
