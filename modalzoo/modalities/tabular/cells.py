@@ -129,8 +129,8 @@ def row_cells(row: dict, schema: TableSchema, state: TableState) -> list[Cell]:
             continue
         if col.type == "numeric":
             x = number(value)
-            if x is None:                                 # a stray string in a numeric column
-                cells.append(Cell(name_ids, TOKENS, state.tokens(text(value), state.max_value_tokens), col=key))
+            if x is None:                                 # a stray string in a numeric column: missing
+                cells.append(Cell(name_ids, MISSING, col=key))
                 continue
             scaled = col.scaled(x)
             if state.numbers == "digits":

@@ -7,8 +7,10 @@ integers), ``text`` (other strings: tokens carry them), ``date`` (ISO dates; thr
 month, weekday), and two that are dropped and said so: ``id`` (a value per row: names, keys, row numbers) and
 ``constant`` (one value, or none). ``overrides`` (column -> type) win over inference.
 
-Missing is its own state, never 0 and never the text "nan": ``None``, NaN, "", "NA", "N/A", "nan", "null",
-"None", "?" are missing; a cell that is missing shows the embedding's missing vector under its column name.
+A mostly numeric column (>= 95% numbers) is numeric: its stray strings are read as missing, and said so in
+the column's ``reason``. Missing is its own state, never 0 and never the text "nan": ``None``, NaN, "", "NA",
+"N/A", "nan", "null", "None", "?" are missing; a missing cell shows the embedding's missing vector under its
+column name.
 Numeric statistics are the training rows' median and inter-quartile range (robust scale, clipped to ±5).
 """
 
@@ -178,7 +180,8 @@ def infer(name: str, stats: ColumnStats, max_categories: int = 50, max_levels: i
         raise ModalzooError(f"column_types[{name!r}] = {override!r}: expected one of {', '.join(TYPES)}")
     kind, reason = override, "given"
     if kind is None:
-        all_numeric = present > 0 and stats.numeric == present
+        # mostly numbers: a numeric column whose few stray strings ("x", "unknown") are read as missing
+        all_numeric = present > 0 and stats.numeric >= 0.95 * present
         if distinct <= 1:
             kind, reason = "constant", "one value" if distinct else "no values"
         elif distinct == 2:
@@ -208,9 +211,11 @@ def infer(name: str, stats: ColumnStats, max_categories: int = 50, max_levels: i
         if kind == "binary" and len(col.categories) != 2:
             raise ModalzooError(f"column {name!r} is given as binary but has {len(col.categories)} values")
     elif kind == "numeric":
+        if not stats.numbers:
+            raise ModalzooError(f"column {name!r} is given as numeric but holds no number")
         if stats.numeric < present:
-            bad = next(v for v in stats.values if number(v) is None)
-            raise ModalzooError(f"column {name!r} is given as numeric but holds {bad!r}")
+            col.reason += f"; {present - stats.numeric} non-numeric values read as missing"
+            col.missing_rate = round((stats.n - stats.numeric) / max(stats.n, 1), 4)
         col.median, col.scale = robust(stats.numbers)
     elif kind == "date":
         years = [float(v[:4]) for v in stats.values.elements()]

@@ -68,6 +68,10 @@ class _Pass1:
         self.li = cols.index(table.label) if table.label is not None else None
         self.rows: list[tuple[str, str | None]] = []          # (digest, label text) per good row, in order
         for row in table.rows():
+            if row is None:                                   # a source's unreadable row (a bad JSONL line)
+                skipped[f"{table.name}: unreadable row"] += 1
+                self.rows.append(("", None))
+                continue
             if len(row) != len(cols):
                 skipped[f"{table.name}: ragged row ({len(row)} cells, header has {len(cols)})"] += 1
                 self.rows.append(("", None))
