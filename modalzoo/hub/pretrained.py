@@ -72,6 +72,33 @@ def _load_strict(model: nn.Module, file: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- init_from
 
+def _load_streams_strict(model: nn.Module, file: Path, ignore: Sequence[str] = ()) -> list[str]:
+    """Every stream tensor must match (both ways); a target the checkpoint lacks starts fresh (a fine-tune's
+    new head), a target the model lacks is dropped only when ``ignore`` names its prefix (a pretraining head
+    left behind on purpose: ``init_from_ignore=[targets.cells]``). Returns the fresh targets."""
+    if not file.exists():
+        raise ModalzooError(f"{file} is missing: the export is incomplete")
+    state = load_file(str(file))
+    theirs = {k.split(".")[1] for k in state if k.startswith("targets.")}
+    ours = {k.split(".")[1] for k in model.state_dict() if k.startswith("targets.")}
+    fresh = sorted(ours - theirs)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    wrong = [f"{k} {tuple(v.shape)} vs the model's {tuple(shapes[k])}" for k, v in state.items()
+             if k in shapes and v.shape != shapes[k]]
+    if wrong:
+        raise ModalzooError(f"{file} does not fit the model: other shapes for {listed(wrong)} (the recipe's sizes "
+                            f"must match the pretrained run's)")
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not (k.startswith("targets.") and k.split(".")[1] in fresh)]
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(tuple(ignore))]
+    if missing or unexpected:
+        dropped = sorted({f"targets.{k.split('.')[1]}" for k in unexpected if k.startswith("targets.")})
+        hint = f" (leave pretraining heads behind with init_from_ignore=[{','.join(dropped)}])" if dropped else ""
+        raise ModalzooError(f"{file} does not fit the model: missing {listed(missing)}; unexpected "
+                            f"{listed(unexpected)}{hint}")
+    return fresh
+
+
 def init_from(model: nn.Module, cfg, tokenizer=None, echo: Callable[[str], None] = print, data=None) -> None:
     """Apply a recipe's ``init_from`` (``hf:SRC`` or ``modalzoo:SRC``) to a freshly built model. ``data``: the
     run's `DataContext`, with which a transformers checkpoint's config is checked against the recipe's."""
@@ -79,8 +106,9 @@ def init_from(model: nn.Module, cfg, tokenizer=None, echo: Callable[[str], None]
     if source.startswith("modalzoo:"):
         path = resolve(source.removeprefix("modalzoo:"))
         _check_tokenizer(path, tokenizer)
-        _load_strict(model, path / "model.safetensors")
-        echo(f"init_from: loaded {path} (modalzoo format)")
+        fresh = _load_streams_strict(model, path / "model.safetensors", list(cfg.get("init_from_ignore") or []))
+        echo(f"init_from: loaded {path} (modalzoo format)"
+             + (f"; new heads start fresh: {', '.join(fresh)}" if fresh else ""))
         return
     if not source.startswith("hf:"):
         raise ModalzooError(f"init_from={source!r}: expected hf:DIR_or_REPO (a transformers checkpoint) or "
