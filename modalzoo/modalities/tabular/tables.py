@@ -224,3 +224,15 @@ def load_schemas(folder: str | Path) -> dict[str, TableSchema]:
         raise ModalzooError(f"{folder} is missing: a table dataset keeps one schema per table there "
                             f"(modalzoo data pack-table, or modalzoo data build tables-sample)")
     return {p.stem: TableSchema.load(p) for p in sorted(folder.glob("*.json"))}
+
+
+def fit_schema(table: TableSource, column_types: dict[str, str] | None = None, max_categories: int = 50,
+               max_levels: int = 10) -> TableSchema:
+    """The schema of ``table`` fitted on all its rows (an in-memory training set: the estimator's ``fit``);
+    a ragged row or a row without its label raises, naming the reason."""
+    skipped: Counter = Counter()
+    first = _Pass1(table, 0.0, False, "validation", skipped)
+    if skipped:
+        reasons = ", ".join(f"{n} x {reason.split(': ', 1)[1]}" for reason, n in skipped.items())
+        raise ModalzooError(f"table {table.name}: {reasons}")
+    return first.schema(dict(column_types or {}), max_categories, max_levels)
