@@ -13,11 +13,14 @@ import os
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")   # loader workers fork; keep tokenizers quiet
 
+from . import public as _public  # noqa: E402
 from .embed import embed  # noqa: E402
 from .errors import ConfigError, ModalzooError  # noqa: E402
 from .model import PretrainModel, build_model  # noqa: E402
 from .recipes import list_recipes, load_recipe  # noqa: E402
 from .registry import REGISTRIES, Registry, registry_for  # noqa: E402
+
+_public.install(__name__)             # modalzoo.<modality> -> that modality's api module (public.py)
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "ModalzooError", "PretrainModel", "Registry", "build_model", "embed", "from_pretrained",
