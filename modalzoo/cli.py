@@ -260,7 +260,8 @@ def run(argv: list[str]) -> int:
             builder = SAMPLE_DATA.build({"name": args.name, **_parse_options(args.options)}, "data build")
             out = args.out or Path(os.environ.get("MODALZOO_DATA", "data")) / args.name
             info = builder.build(out)
-            summary = info.get("documents") or info.get("images") or info.get("clips") or info
+            summary = (info.get("summary") or info.get("documents") or info.get("images") or info.get("clips")
+                       or info)
             print(f"built {args.name} in {out}: {summary}")
         else:
             import dataclasses
