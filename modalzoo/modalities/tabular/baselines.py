@@ -10,10 +10,9 @@ Both fit their preprocessing on the few-shot training rows only, typed by the sa
 
 from __future__ import annotations
 
-import datetime
-
 import numpy as np
 
+from .cells import parse_date
 from .columns import TableSchema, missing, number, text
 
 
@@ -37,12 +36,7 @@ def _matrices(schema: TableSchema, columns: dict[str, list]) -> tuple[np.ndarray
 
 
 def _day(value):
-    if missing(value):
-        return None
-    try:
-        return datetime.date.fromisoformat(str(value).strip()[:10])
-    except ValueError:
-        return None
+    return None if missing(value) else parse_date(value)
 
 
 def hgb_proba(schema: TableSchema, train: dict[str, list], y: np.ndarray, test: dict[str, list], seed: int):

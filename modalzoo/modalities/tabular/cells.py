@@ -26,6 +26,7 @@ index, -100 none), ``label_value`` float [R] (a regression label, scaled; NaN no
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import torch
 from .columns import TableSchema, missing, number, text
 
 TOKENS, NUMBER, MISSING = 1, 2, 3
+DATE_PREFIX = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
 MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december"]
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -145,14 +147,22 @@ def row_cells(row: dict, schema: TableSchema, state: TableState) -> list[Cell]:
     return cells
 
 
+def parse_date(value) -> datetime.date | None:
+    """The date of an ISO-like value (``2021-03-06``, ``2021-3-6``, with or without a time), or None."""
+    match = DATE_PREFIX.match(str(value).strip())
+    if match is None:
+        return None
+    try:
+        return datetime.date(*(int(g) for g in match.groups()))
+    except ValueError:
+        return None
+
+
 def _date_cells(name: str, value, col, state: TableState, key: int) -> list[Cell]:
     names = [state.tokens(f"{name} {part}", state.max_name_tokens) for part in ("year", "month", "weekday")]
     day = None
     if value is not None and not missing(value):
-        try:
-            day = datetime.date.fromisoformat(str(value).strip()[:10])
-        except ValueError:
-            day = None
+        day = parse_date(value)
     if day is None:
         return [Cell(n, MISSING, col=key) for n in names]
     year = col.scaled(float(day.year))

@@ -31,6 +31,7 @@ DROPPED = ("id", "constant")
 DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 ID_NAMES = re.compile(r"^(id|index|idx|key|row|rownames|unnamed.*)$|(^|_)id$", re.IGNORECASE)
 CLIP = 5.0
+THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
 def missing(value) -> bool:
@@ -48,7 +49,10 @@ def number(value) -> float | None:
     if isinstance(value, (int, float)):
         return float(value) if math.isfinite(value) else None
     try:
-        out = float(str(value).strip().replace(",", "")) if isinstance(value, str) else float(value)
+        raw = str(value).strip() if isinstance(value, str) else value
+        if isinstance(raw, str) and THOUSANDS.match(raw):      # 1,234,567.5 (a decimal comma stays a non-number)
+            raw = raw.replace(",", "")
+        out = float(raw)
     except (TypeError, ValueError):
         return None
     return out if math.isfinite(out) else None
@@ -176,6 +180,9 @@ def infer(name: str, stats: ColumnStats, max_categories: int = 50, max_levels: i
     present = stats.n - stats.missing
     rate = stats.missing / max(stats.n, 1)
     distinct = len(stats.values) + (1 if stats.overflow else 0)
+    # past the distinct-value cap, "a value per row" is judged on the values counted before it filled
+    unique_share = (len(stats.values) / max(sum(stats.values.values()), 1)) if stats.overflow else \
+        distinct / max(present, 1)
     if override is not None and override not in TYPES:
         raise ModalzooError(f"column_types[{name!r}] = {override!r}: expected one of {', '.join(TYPES)}")
     kind, reason = override, "given"
@@ -188,8 +195,8 @@ def infer(name: str, stats: ColumnStats, max_categories: int = 50, max_levels: i
             kind, reason = "binary", "two values"
         elif not name.strip() or (all_numeric and ID_NAMES.search(name.strip()) and stats.integer == present):
             kind, reason = "id", "an id-like name" if name.strip() else "no name (a row-name column)"
-        elif all_numeric and stats.integer == present and distinct == present >= 20 and \
-                max(stats.numbers) - min(stats.numbers) + 1 == present:
+        elif all_numeric and stats.integer == present == len(stats.numbers) >= 20 and \
+                len(set(stats.numbers)) == present and max(stats.numbers) - min(stats.numbers) + 1 == present:
             kind, reason = "id", "row numbers (consecutive distinct integers)"
         elif all_numeric and (distinct > max_levels or stats.integer < present):
             kind, reason = "numeric", f"{distinct} numeric values"
@@ -197,7 +204,7 @@ def infer(name: str, stats: ColumnStats, max_categories: int = 50, max_levels: i
             kind, reason = "categorical", f"{distinct} integer levels"
         elif present and stats.dates == present:
             kind, reason = "date", "ISO dates"
-        elif present >= 20 and distinct >= 0.95 * present and stats.long < 0.5 * present:
+        elif present >= 20 and unique_share >= 0.95 and stats.long < 0.5 * present:
             kind, reason = "id", "a distinct value in nearly every row"
         elif distinct <= max_categories and not stats.overflow:
             mixed = f", mixed: {stats.numeric} numbers and {present - stats.numeric} strings" if stats.numeric else ""
@@ -218,6 +225,9 @@ def infer(name: str, stats: ColumnStats, max_categories: int = 50, max_levels: i
             col.missing_rate = round((stats.n - stats.numeric) / max(stats.n, 1), 4)
         col.median, col.scale = robust(stats.numbers)
     elif kind == "date":
+        bad = next((v for v in stats.values if not DATE.match(v)), None)
+        if bad is not None:
+            raise ModalzooError(f"column {name!r} is given as a date but holds {bad!r} (dates are YYYY-MM-DD)")
         years = [float(v[:4]) for v in stats.values.elements()]
         col.median, col.scale = robust(years)
     return col

@@ -79,7 +79,9 @@ class TableData(ShardDataset):
                 row = json.loads(raw)
             except ValueError:
                 continue
-            for name, value in row.get("r", {}).items():
+            if not isinstance(row, dict) or not isinstance(row.get("r"), dict):
+                continue                                 # a malformed row: the loader skips and counts it
+            for name, value in row["r"].items():
                 if (row.get("t"), name) in text_columns and value is not None and not missing(value):
                     yield text(value)
 

@@ -82,11 +82,13 @@ class TableEmbedding(nn.Module):
         number = batch["cell_num"].unsqueeze(-1).to(name.dtype) * self.number_scale + self.number_bias
         value = torch.where((kind == NUMBER).unsqueeze(-1), number, value)
         value = torch.where((kind == MISSING).unsqueeze(-1), self.missing.to(value.dtype), value)
-        shown = kind
-        if "cell_masked" in batch:
-            masked = batch["cell_masked"]
-            value = torch.where(masked.unsqueeze(-1), self.mask.to(value.dtype), value)
-            shown = torch.where(masked, MASKED, kind)
+        # always through the mask vector (all False outside masked-cell modelling), so that it has a gradient
+        # every step: DDP without find_unused_parameters needs every parameter used
+        masked = batch.get("cell_masked")
+        if masked is None:
+            masked = torch.zeros_like(kind, dtype=torch.bool)
+        value = torch.where(masked.unsqueeze(-1), self.mask.to(value.dtype), value)
+        shown = torch.where(masked, MASKED, kind)
         cells = self.norm(name + value + self.kinds(shown))
         R = kind.shape[0]
         x = torch.cat([self.cls.to(cells.dtype).expand(R, 1, -1), cells], dim=1)

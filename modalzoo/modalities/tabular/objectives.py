@@ -126,6 +126,8 @@ class MaskedCellsTarget(Target):
         dim = streams[cfg.stream].encoder.dim
         self.category = _head(dim, self.embedding[0].cfg.dim)
         self.number = _head(dim, 1)
+        # cosine logits with a learned scale: raw dot products of fresh N(0, 0.02) word means start flat
+        self.logit_scale = nn.Parameter(torch.tensor(1.0))   # e: near-uniform at first
 
     def batch_transform(self, data: DataContext) -> CellMasking:
         return CellMasking(self.cfg.mask_rate, self.cfg.candidates, table_state(data))
@@ -134,22 +136,23 @@ class MaskedCellsTarget(Target):
         hidden = outputs[self.cfg.stream].hidden.x
         pos = batch["mcm_pos"]
         h = hidden[pos[:, 0], pos[:, 1] + 1]                                    # +1: [CLS] comes first
-        zero = hidden.sum() * 0
-        loss, metrics, count = zero, {}, 0
-        idx = batch["mcm_cat_index"]
+        # Both heads always run (on no rows when nothing of their kind is masked), so every parameter gets a
+        # gradient each step, as DDP without find_unused_parameters requires.
+        idx, nidx = batch["mcm_cat_index"], batch["mcm_num_index"]
+        query = F.normalize(self.category(h[idx]).float(), dim=-1)               # [Mc, D]
+        keys = F.normalize(self.embedding[0].value_vectors(batch["mcm_cat_ids"]).float(), dim=-1)   # [Mc, K, D]
+        pred = self.number(h[nidx]).float()[:, 0]
+        loss = 0 * (query.sum() + keys.sum() + pred.sum() + self.logit_scale) + hidden.sum() * 0
+        metrics, count = {}, 0
         if len(idx):
-            query = self.category(h[idx]).float()                                # [Mc, D]
-            keys = self.embedding[0].value_vectors(batch["mcm_cat_ids"]).float()  # [Mc, K, D]
-            logits = torch.einsum("md,mkd->mk", query, keys) / keys.shape[-1] ** 0.5
+            logits = torch.einsum("md,mkd->mk", query, keys) * self.logit_scale.exp().clamp(max=100)
             logits = logits.masked_fill(batch["mcm_cat_ids"][..., 0] == 0, float("-inf"))
             cat_loss = F.cross_entropy(logits, batch["mcm_cat_target"])
             loss = loss + cat_loss
             metrics["category_acc"] = (logits.argmax(-1) == batch["mcm_cat_target"]).float().mean()
             metrics["category_loss"] = cat_loss.detach()
             count += len(idx)
-        nidx = batch["mcm_num_index"]
         if len(nidx):
-            pred = self.number(h[nidx]).float()[:, 0]
             num_loss = F.huber_loss(pred, batch["mcm_num_target"].float())
             loss = loss + self.cfg.numeric_weight * num_loss
             metrics["number_mae"] = (pred - batch["mcm_num_target"]).abs().mean().detach()
@@ -213,9 +216,9 @@ class Partitions:
             value = batch[key][src]                                   # [V, C, ...]
             gather = index.view(*index.shape, *([1] * (value.dim() - 2))).expand(*index.shape, *value.shape[2:])
             part = value.gather(1, gather)
-            if key == "cell_kind":
-                part = torch.where(valid, part, 0)
-            new[key] = part
+            fill = -1 if key in ("cell_col", "cell_cat") else (float("nan") if key == "cell_target" else 0)
+            keep = valid.view(*valid.shape, *([1] * (part.dim() - 2)))
+            new[key] = torch.where(keep, part, torch.full_like(part, fill))
         width_all = max(C, width)
         for key in CELL_KEYS:                                         # pad originals and views to one width
             a, b = batch[key], new[key]

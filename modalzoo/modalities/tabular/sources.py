@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -26,39 +27,36 @@ def table_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).strip("._") or "table"
 
 
-def _decoding(path: Path, lines: Iterator[str], encoding: str) -> Iterator[str]:
-    n = 0
-    try:
-        for line in lines:
-            n += 1
+def _lines(path: Path, encoding: str) -> Iterator[str]:
+    """The text lines of ``path``, decoded one by one (so a bad byte is reported on its own line; a UTF-8
+    byte-order mark is dropped)."""
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode(codec if n == 1 else encoding)
+            except UnicodeDecodeError as err:
+                byte = raw[err.start:err.start + 1]
+                raise ModalzooError(f"{path} is not {encoding} text (line {n}, byte {byte!r}): pass its encoding, "
+                                    f"e.g. --encoding latin-1") from None
+            except LookupError:
+                raise ModalzooError(f"--encoding {encoding!r}: not a text encoding Python knows") from None
             yield line
-    except UnicodeDecodeError as err:
-        byte = err.object[err.start:err.start + 1]
-        raise ModalzooError(f"{path} is not {encoding} text (line {n + 1}, byte {byte!r}): pass its encoding, "
-                            f"e.g. --encoding latin-1") from None
 
 
 def csv_source(path: Path, label: str | None = None, encoding: str = "utf-8", name: str | None = None) -> TableSource:
-    with open(path, newline="", encoding=encoding, errors="strict") as f:
-        try:
-            head = f.read(65536)
-        except UnicodeDecodeError:
-            raise ModalzooError(f"{path} is not {encoding} text: pass its encoding, e.g. --encoding latin-1") from None
+    head = "".join(itertools.islice(_lines(path, encoding), 200))
     if not head.strip():
         raise ModalzooError(f"{path} is empty")
     try:
-        dialect = csv.Sniffer().sniff(head, delimiters=",;\t|")
-        delimiter = dialect.delimiter
+        delimiter = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
 
     def reader():
-        with open(path, newline="", encoding=encoding) as f:
-            yield from csv.reader(_decoding(path, f, encoding), delimiter=delimiter)
+        return csv.reader(_lines(path, encoding), delimiter=delimiter)
 
-    rows = reader()
-    header = next(rows)
-    columns = [c.strip() for c in header]
+    columns = [c.strip() for c in next(reader())]
 
     def body():
         it = reader()
@@ -71,29 +69,27 @@ def csv_source(path: Path, label: str | None = None, encoding: str = "utf-8", na
 
 def jsonl_source(path: Path, label: str | None = None, encoding: str = "utf-8", name: str | None = None) -> TableSource:
     columns: dict[str, None] = {}
-    with open(path, encoding=encoding) as f:
-        for line in _decoding(path, f, encoding):
-            try:
-                obj = json.loads(line) if line.strip() else None
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                columns.update(dict.fromkeys(obj))
+    for line in _lines(path, encoding):
+        try:
+            obj = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            columns.update(dict.fromkeys(obj))
     names = list(columns)
 
     def body():
-        with open(path, encoding=encoding) as f:
-            for line in _decoding(path, f, encoding):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    obj = None
-                if not isinstance(obj, dict):
-                    yield None                       # counted as an unreadable row
-                    continue
-                yield [_plain(obj.get(c)) for c in names]
+        for line in _lines(path, encoding):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):
+                yield None                           # counted as an unreadable row
+                continue
+            yield [_plain(obj.get(c)) for c in names]
     return TableSource(name or table_name(path), names, body, label, source=str(path))
 
 

@@ -1,10 +1,11 @@
 """Tables -> webdataset shards for the `table` dataset: one sample per row, one schema per table.
 
 `pack_tables` reads every table twice (``TableSource.rows`` is called once per pass, so a file is streamed,
-never held): pass 1 decides each row's split and fits the schema (`columns.py`) on the training rows only;
-pass 2 writes ``OUT/train`` and ``OUT/<val_split>`` shards and ``OUT/schemas/<table>.json``. A row's split
-comes from a hash of its values (or, with ``stratify``, from the hash order within its label class, so each
-class sends the same share), so re-packing keeps the split and identical rows never straddle it.
+never held; three times with ``stratify``, whose split needs every label first): pass 1 decides each row's
+split and fits the schema (`columns.py`) on the training rows only; pass 2 writes ``OUT/train`` and
+``OUT/<val_split>`` shards and ``OUT/schemas/<table>.json``. A row's split comes from a hash of its values
+(or, with ``stratify``, from the hash order within its label class, a numeric label's deciles, so each class
+sends the same share), so re-packing keeps the split and identical rows never straddle it.
 
 A sample is ``{"t": table, "r": {column: value | null}, "y": label}`` (``KEY.json``): raw values of the kept
 columns (missing as null), so the numeric encoding (scaled or digits) is a recipe choice made at read time.
@@ -52,7 +53,8 @@ def _check_name(name: str) -> None:
 
 
 class _Pass1:
-    """Split assignment and schema fitting for one table."""
+    """Split assignment and schema fitting for one table: one read of ``rows()`` (two with ``stratify``, whose
+    split needs every label before any statistic)."""
 
     def __init__(self, table: TableSource, val_fraction: float, stratify: bool, val_split: str, skipped: Counter):
         self.table, self.val_fraction, self.val_split = table, val_fraction, val_split
@@ -66,68 +68,88 @@ class _Pass1:
             raise ModalzooError(f"table {table.name}: no label column {table.label!r}"
                                 f"{f' (did you mean {hint!r}?)' if hint else ''}; columns: {', '.join(cols)}")
         self.li = cols.index(table.label) if table.label is not None else None
-        self.rows: list[tuple[str, str | None]] = []          # (digest, label text) per good row, in order
+        self.stats = [ColumnStats() for _ in cols]
+        self.labels: Counter = Counter()
+        self.numbers: list[float] = []
+        self.counts: Counter = Counter()
+        self.rows: list[tuple[str, str | None]] = []          # (digest, label text) per row; "" = skipped
+        self.splits: dict[str, str] = {}
+        hashed = not stratify or self.li is None
         for row in table.rows():
-            if row is None:                                   # a source's unreadable row (a bad JSONL line)
-                skipped[f"{table.name}: unreadable row"] += 1
+            reason = self._check(row)
+            if reason:
+                skipped[f"{table.name}: {reason}"] += 1
                 self.rows.append(("", None))
                 continue
-            if len(row) != len(cols):
-                skipped[f"{table.name}: ragged row ({len(row)} cells, header has {len(cols)})"] += 1
-                self.rows.append(("", None))
-                continue
-            label = None
-            if self.li is not None:
-                if missing(row[self.li]):
-                    skipped[f"{table.name}: missing label"] += 1
-                    self.rows.append(("", None))
-                    continue
-                label = text(row[self.li])
-            self.rows.append((_digest(row), label))
+            digest = _digest(row)
+            label = text(row[self.li]) if self.li is not None else None
+            self.rows.append((digest, label))
+            if hashed:
+                split = self.splits.setdefault(digest, self._hash_split(digest))
+                self._observe(split, row, label)
         good = [(d, y) for d, y in self.rows if d]
         if not good:
             raise ModalzooError(f"table {table.name}: no rows left (skipped: "
                                 f"{ {k: v for k, v in skipped.items() if k.startswith(table.name + ':')} })")
-        self.splits = self._assign(good, stratify)
+        if not hashed:
+            self.splits = self._stratified(good)
+            for (digest, label), row in zip(self.rows, table.rows()):
+                if digest:
+                    self._observe(self.splits[digest], row, label)
 
-    def _assign(self, good: list[tuple[str, str | None]], stratify: bool) -> dict[str, str]:
-        if not stratify or self.li is None:
-            cut = self.val_fraction * 10_000
-            return {d: self.val_split if int(d[:8], 16) % 10_000 < cut else "train" for d, _ in good}
+    def _check(self, row) -> str:
+        if row is None:                                       # a source's unreadable row (a bad JSONL line)
+            return "unreadable row"
+        if len(row) != len(self.table.columns):
+            return f"ragged row ({len(row)} cells, header has {len(self.table.columns)})"
+        if self.li is not None and missing(row[self.li]):
+            return "missing label"
+        return ""
+
+    def _hash_split(self, digest: str) -> str:
+        return self.val_split if int(digest[:8], 16) % 10_000 < self.val_fraction * 10_000 else "train"
+
+    def _observe(self, split: str, row: list, label: str | None) -> None:
+        self.counts[split] += 1
+        if split != "train":
+            return
+        for s, value in zip(self.stats, row):
+            s.add(value)
+        if label is not None:
+            self.labels[label] += 1
+            if (x := number(row[self.li])) is not None:
+                self.numbers.append(x)
+
+    def _stratified(self, good: list[tuple[str, str | None]]) -> dict[str, str]:
+        """Within each label class (a numeric label with many values: within its deciles), the rows of the
+        lowest hashes go to validation; shares are rounded with a running remainder across classes, so many
+        small classes still send ``val_fraction`` of the rows in all."""
+        values = [number(y) for _, y in good]
+        if all(v is not None for v in values) and len({y for _, y in good}) > 20:
+            edges = sorted(values)
+            cuts = [edges[int(len(edges) * q / 10)] for q in range(1, 10)]
+            groups = [str(sum(v > c for c in cuts)) for v in values]
+        else:
+            groups = [y for _, y in good]
         by_class: dict[str | None, set[str]] = {}
-        for d, y in good:
-            by_class.setdefault(y, set()).add(d)
-        out = {}
-        for group in by_class.values():
-            members = sorted(group)
-            k = round(self.val_fraction * len(members))
+        for (d, _), g in zip(good, groups):
+            by_class.setdefault(g, set()).add(d)
+        out, carry = {}, 0.0
+        for g in sorted(by_class, key=str):
+            members = sorted(by_class[g])
+            want = self.val_fraction * len(members) + carry
+            k = min(len(members), int(want + 0.5))
+            carry = want - k
             out.update({d: self.val_split if i < k else "train" for i, d in enumerate(members)})
         return out
 
     def schema(self, column_types: dict[str, str], max_categories: int, max_levels: int) -> TableSchema:
-        table, cols = self.table, self.table.columns
-        stats = [ColumnStats() for _ in cols]
-        labels: Counter = Counter()
-        numbers: list[float] = []
-        counts: Counter = Counter()
-        for (digest, label), row in zip(self.rows, self.table.rows()):
-            if not digest:
-                continue
-            split = self.splits[digest]
-            counts[split] += 1
-            if split != "train":
-                continue
-            for s, value in zip(stats, row):
-                s.add(value)
-            if label is not None:
-                labels[label] += 1
-                if (x := number(row[self.li])) is not None:
-                    numbers.append(x)
-        if not counts["train"]:
+        table, cols, labels, numbers = self.table, self.table.columns, self.labels, self.numbers
+        if not self.counts["train"]:
             raise ModalzooError(f"table {table.name}: every row went to {self.val_split}; lower the fraction")
-        columns = [infer(c, s, max_categories, max_levels, column_types.get(c)) for c, s in zip(cols, stats)
+        columns = [infer(c, s, max_categories, max_levels, column_types.get(c)) for c, s in zip(cols, self.stats)
                    if c != table.label]
-        schema = TableSchema(table.name, columns, table.label, rows=dict(counts), source=table.source,
+        schema = TableSchema(table.name, columns, table.label, rows=dict(self.counts), source=table.source,
                              licence=table.licence, description=table.description)
         if table.label is not None:
             if len(labels) < 2:
