@@ -53,6 +53,8 @@ class Architecture:
     # (model spec, stream, folder) -> files written beside the weights whose numbers come from the model, not
     # the data (AST's feature extractor: mel bins, frames); written before the reload, so `compare` checks them
     model_files: Callable[[dict, str | None, Path], list[Path]] | None = None
+    # (the run's whole eval.json) -> markdown lines the card adds under its Results (a report's nested table)
+    card_results: Callable[[dict], list[str]] | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}

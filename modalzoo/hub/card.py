@@ -82,14 +82,15 @@ def write_card(out: Path, run, format: str, arch, figures: list[str], verified: 
                repo_id: str | None = None) -> Path:
     """Write ``out/README.md``; ``run`` is an `export.RunForExport`."""
     recipe = run.cfg.get("recipe") or "custom"
+    shaped = architecture.find(to_plain(run.cfg.model)) if arch is None else None
+    kind = arch if arch is not None else shaped              # a zoo export still carries its kind's tags
     meta = {"library_name": "transformers" if arch is not None else "modalzoo",
             "license": LICENSE_PLACEHOLDER,
-            "tags": ["modalzoo", f"modalzoo-recipe-{recipe}", *(arch.tags if arch is not None else ())],
+            "tags": ["modalzoo", f"modalzoo-recipe-{recipe}", *(kind.tags if kind is not None else ())],
             "pipeline_tag": arch.pipeline_tag if arch is not None else _pipeline_of(run.cfg)}
     data = OmegaConf.to_container(run.cfg.data, resolve=True) if run.cfg.get("data") else {}
     model_id = repo_id or str(Path(out).resolve().parent / Path(out).name).replace(".tmp-", "", 1)
     labels, template = _zero_shot_prompts(run)
-    shaped = architecture.find(to_plain(run.cfg.model)) if arch is None else None
     zoo_usage = (shaped.zoo_usage if shaped is not None else "") or MODALZOO_USAGE
     snippet = (arch.usage if arch is not None else zoo_usage).format(model_id=model_id, labels=labels,
                                                                      template=template)
@@ -109,6 +110,9 @@ def write_card(out: Path, run, format: str, arch, figures: list[str], verified: 
         lines += [f"| validation {k} (step {final.get('step')}) | {v:.4g} |" for k, v in final.items() if k != "step"]
         lines += [f"| {k} (eval at step {evals.get('step')}) | {v:.4g} |" for k, v in evals.items() if k != "step"]
         lines.append("")
+    if kind is not None and kind.card_results is not None and (run.run_dir / "eval.json").exists():
+        extra = kind.card_results(json.loads((run.run_dir / "eval.json").read_text()))
+        lines += [*extra, ""] if extra else []
     for name in figures:
         lines += [f"![{name.removesuffix('.png').replace('_', ' ')}]({name})", ""]
     if verified:

@@ -276,6 +276,9 @@ class TableField:
         return CellFinisher(self.max_cells, train)
 
     def count(self, batch: dict[str, torch.Tensor]) -> int:
+        """Rows of the data (`vpcl`'s partition views are not rows)."""
+        if "view_of" in batch:
+            return int((batch["view_of"] < 0).sum())
         return int(batch["cell_kind"].shape[0])
 
     def files(self, state: TableState, out: Path, style: str | None) -> list[Path]:

@@ -35,7 +35,7 @@ THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
 def missing(value) -> bool:
-    if value is None:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):     # pandas' NA / NaT
         return True
     if isinstance(value, float):
         return math.isnan(value)
