@@ -102,7 +102,7 @@ def epochs_for(n: int) -> int:
     return int(min(80, max(20, 2000 // n)))
 
 
-def few_shot(run: LoadedRun, folder: Path, seeds=SEEDS, sizes=SIZES) -> dict:
+def few_shot(run: LoadedRun, folder: Path, seeds=None, sizes=None) -> dict:
     from .baselines import hgb_proba, logistic_proba
     from .estimator import TabularClassifier
     from .sources import frame_source
@@ -113,6 +113,7 @@ def few_shot(run: LoadedRun, folder: Path, seeds=SEEDS, sizes=SIZES) -> dict:
     y_train = np.array([str(v) for v in y_train], dtype=object)
     y_test = np.array([str(v) for v in y_test], dtype=object)
     table: dict = {}
+    seeds, sizes = seeds or SEEDS, sizes or SIZES
     for n in sizes:
         scores: dict[str, list[float]] = {arm: [] for arm in ARMS}
         for seed in seeds:
