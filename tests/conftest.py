@@ -14,6 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 
+
+def sibling(here: str, name: str, module_name: str | None = None):
+    """The module ``NAME.py`` beside the file ``here`` (a harness's or test's ``__file__``), loaded by path once
+    and registered in sys.modules under ``module_name`` (default: ``name``), so a harness loaded by path by
+    tests/harnesses.py and the tests of its folder share one module without the folder on sys.path."""
+    import importlib.util
+    key = module_name or name
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(here).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 

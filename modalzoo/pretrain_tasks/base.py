@@ -14,6 +14,18 @@ from ..tokens import Tokens
 IGNORE = -100                        # label of a position no target predicts (torch's cross_entropy default)
 
 
+def stream_embedding(streams: nn.ModuleDict, name: str, kind: str, what: str) -> nn.Module:
+    """The embedding of stream ``name``, which target ``what`` needs to be a registered ``kind`` (its inputs
+    and settings are what the target reads); a clear error otherwise."""
+    if name not in streams:
+        raise ModalzooError(f"{what}: no stream '{name}' (streams: {list(streams)})")
+    embedding = streams[name].embedding
+    if getattr(embedding, "registered_name", None) != kind:
+        raise ModalzooError(f"{what} reads a `{kind}` embedding; stream '{name}' has "
+                            f"'{getattr(embedding, 'registered_name', type(embedding).__name__)}'")
+    return embedding
+
+
 @dataclass
 class TargetConfig:
     weight: float = 1.0              # this target's share of the summed loss

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ...datasets.fields import DataContext
 from ...errors import ModalzooError
-from ...pretrain_tasks.base import IGNORE, StreamOutput, Target, TargetConfig, TaskOutput
+from ...pretrain_tasks.base import IGNORE, StreamOutput, Target, TargetConfig, TaskOutput, stream_embedding
 from ...registry import TARGETS
 from .batches import blocks, graph_edges, pool_graphs, rebuild
 
@@ -37,14 +37,6 @@ def _rng(generator: torch.Generator | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _stream_embedding(streams: nn.ModuleDict, name: str, what: str):
-    if name not in streams:
-        raise ModalzooError(f"{what}: no stream '{name}' (streams: {list(streams)})")
-    embedding = streams[name].embedding
-    if getattr(embedding, "registered_name", None) != "graph":
-        raise ModalzooError(f"{what} reads a `graph` embedding; stream '{name}' has "
-                            f"'{getattr(embedding, 'registered_name', type(embedding).__name__)}'")
-    return embedding
 
 
 def _head(dim: int, out: int) -> nn.Sequential:
@@ -112,7 +104,7 @@ class AttributeMaskingTarget(Target):
 
     def __init__(self, cfg: AttributeMaskingConfig, streams: nn.ModuleDict):
         super().__init__(cfg, streams)
-        self.embedding_cfg = _stream_embedding(streams, cfg.stream, "attribute_masking").cfg
+        self.embedding_cfg = stream_embedding(streams, cfg.stream, "graph", "attribute_masking").cfg
         vocab, dim = self.embedding_cfg.node_vocab, streams[cfg.stream].encoder.dim
         self.predict = list(range(len(vocab))) if cfg.predict is None else list(cfg.predict)
         bad = [i for i in self.predict if not 0 <= i < len(vocab)]
@@ -206,7 +198,7 @@ class MaskedEdgesTarget(Target):
 
     def __init__(self, cfg: MaskedEdgesConfig, streams: nn.ModuleDict):
         super().__init__(cfg, streams)
-        self.embedding_cfg = _stream_embedding(streams, cfg.stream, "masked_edges").cfg
+        self.embedding_cfg = stream_embedding(streams, cfg.stream, "graph", "masked_edges").cfg
         dim = streams[cfg.stream].encoder.dim
         self.head = _head(3 * dim, 1 + (self.embedding_cfg.edge_types if cfg.predict_type else 0))
 
@@ -251,7 +243,7 @@ class GraphPropertyTarget(Target):
 
     def __init__(self, cfg: GraphPropertyConfig, streams: nn.ModuleDict):
         super().__init__(cfg, streams)
-        _stream_embedding(streams, cfg.stream, "graph_property")
+        stream_embedding(streams, cfg.stream, "graph", "graph_property")
         dim, k = streams[cfg.stream].encoder.dim, len(cfg.labels)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(dim, k))
         mean = torch.tensor(cfg.label_mean if cfg.label_mean is not None else [0.0] * k)

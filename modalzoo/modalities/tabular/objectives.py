@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ...datasets.fields import DataContext
 from ...errors import ModalzooError
-from ...pretrain_tasks.base import IGNORE, StreamOutput, Target, TargetConfig, TaskOutput
+from ...pretrain_tasks.base import IGNORE, StreamOutput, Target, TargetConfig, TaskOutput, stream_embedding
 from ...registry import TARGETS
 from .cells import CELL_KEYS, NUMBER, TOKENS, TableState
 
@@ -41,14 +41,6 @@ def table_state(data: DataContext) -> TableState:
     return found[0]
 
 
-def _embedding(streams: nn.ModuleDict, name: str, what: str):
-    if name not in streams:
-        raise ModalzooError(f"{what}: no stream '{name}' (streams: {list(streams)})")
-    emb = streams[name].embedding
-    if getattr(emb, "registered_name", None) != "table_cells":
-        raise ModalzooError(f"{what} reads a `table_cells` embedding; stream '{name}' has "
-                            f"'{getattr(emb, 'registered_name', type(emb).__name__)}'")
-    return emb
 
 
 def _head(dim: int, out: int) -> nn.Sequential:
@@ -122,7 +114,8 @@ class MaskedCellsTarget(Target):
         super().__init__(cfg, streams)
         if not 0 < cfg.mask_rate < 1:
             raise ModalzooError(f"masked_cells.mask_rate must be in (0, 1), got {cfg.mask_rate}")
-        self.embedding = [_embedding(streams, cfg.stream, "masked_cells")]     # a list: not a second owner
+        # in a list, so that the stream stays its only owner (one copy in state_dict and FSDP units)
+        self.embedding = [stream_embedding(streams, cfg.stream, "table_cells", "masked_cells")]
         dim = streams[cfg.stream].encoder.dim
         self.category = _head(dim, self.embedding[0].cfg.dim)
         self.number = _head(dim, 1)
@@ -251,7 +244,7 @@ class VPCLTarget(Target):
         super().__init__(cfg, streams)
         if cfg.partitions < 2 or not 0 <= cfg.overlap < 1 or cfg.temperature <= 0:
             raise ModalzooError("vpcl needs partitions >= 2, overlap in [0, 1) and a positive temperature")
-        _embedding(streams, cfg.stream, "vpcl")
+        stream_embedding(streams, cfg.stream, "table_cells", "vpcl")
         self.project = nn.Linear(streams[cfg.stream].encoder.dim, cfg.projection, bias=False)
 
     def batch_transform(self, data: DataContext) -> Partitions:
@@ -303,7 +296,7 @@ class TableLabelTarget(Target):
 
     def __init__(self, cfg: TableLabelConfig, streams: nn.ModuleDict):
         super().__init__(cfg, streams)
-        _embedding(streams, cfg.stream, "table_label")
+        stream_embedding(streams, cfg.stream, "table_cells", "table_label")
         out = 1 if cfg.task == "regression" else cfg.classes
         if cfg.task != "regression" and cfg.classes < 2:
             raise ModalzooError(f"table_label: {cfg.task} needs classes >= 2, got {cfg.classes}")

@@ -4,21 +4,10 @@ modalities' by tests/harnesses.py."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
+from conftest import sibling
 from modalzoo.registry import REGISTRIES
-
-
-def _sibling(name: str):
-    """A module of this folder by path (harnesses.py loads this file by path, so the folder need not be on
-    sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"audio_{name}", Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def exercise_audio_dataset(kind, name, fixtures):
@@ -48,9 +37,10 @@ def exercise_pack_audio(packer, tmp_path):
     assert batch["class_id"].tolist() == [0, 1] and batch["audio_lengths"].tolist() == [16000, 16000]
 
 
-_HUBERT, _CLAP = _sibling("shapes_hubert"), _sibling("shapes_clap")
+_HUBERT = sibling(__file__, "shapes_hubert", "audio_shapes_hubert")
+_CLAP = sibling(__file__, "shapes_clap", "audio_shapes_clap")
 SHAPES = {**_HUBERT.SHAPES, **_CLAP.SHAPES}
 COVERS = {**_HUBERT.COVERS, **_CLAP.COVERS}
 DATASETS = {"audio": exercise_audio_dataset}
-SAMPLE_DATA = {**_sibling("shapes_data").SAMPLE_DATA}
+SAMPLE_DATA = {**sibling(__file__, "shapes_data", "audio_shapes_data").SAMPLE_DATA}
 PACKERS = {"pack-audio": exercise_pack_audio}

@@ -4,30 +4,15 @@ builder and `pack-graphs`. Merged with the other modalities' by tests/harnesses.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
+from conftest import sibling
 from modalzoo.modalities.graph.objectives import AttributeMasking, EdgeMasking
 from modalzoo.registry import REGISTRIES
 from tiny_models import D, enc
 
-
-def _sibling(name: str):
-    """A module of this folder by path (harnesses.py loads this file by path, so the folder need not be on
-    sys.path); registered under its own name, so the tests of this folder import the same module."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-graph_data = _sibling("graph_data")
+graph_data = sibling(__file__, "graph_data")
 SCHEMA, collated, write = graph_data.SCHEMA, graph_data.collated, graph_data.write
 
 EMBED = {"name": "graph", "dim": D, "heads": 2, "node_vocab": SCHEMA.vocab, "node_features": ["kind", "flag"],

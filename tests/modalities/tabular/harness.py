@@ -6,28 +6,15 @@ tests/harnesses.py."""
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import sibling
 from modalzoo.modalities.tabular.objectives import CellMasking, Partitions
 from modalzoo.registry import REGISTRIES
 from tiny_models import D, enc
 
-
-def _sibling(name: str):
-    """A module of this folder by path (harnesses.py loads this file by path, so the folder need not be on
-    sys.path); registered under its own name, so the tests of this folder import the same module."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-table_data = _sibling("table_data")
+table_data = sibling(__file__, "table_data")
 
 EMBED = {"name": "table_cells", "dim": D, "vocab_size": table_data.V}
 

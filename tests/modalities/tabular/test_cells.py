@@ -5,16 +5,15 @@ the wide-table warning, a run's saved schemas) and the `table_cells` embedding's
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pickle
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import sibling
 from modalzoo.errors import ModalzooError
 from modalzoo.modalities.tabular.cells import (
     CELL_KEYS,
@@ -34,17 +33,7 @@ from modalzoo.modalities.tabular.columns import Column, TableSchema
 from modalzoo.modalities.tabular.embedding import TableEmbedding, TableEmbeddingConfig
 from modalzoo.registry import DATASETS
 
-
-def _sibling(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-td = _sibling("table_data")
+td = sibling(__file__, "table_data")
 ROW = {"age": "60", "colour": "green", "income": "12.5", "visit": "2021-03-06", "note": "likes long walks 3",
        "plan": "2"}
 

@@ -6,17 +6,15 @@ learnability check (a tiny model's losses fall on a toy table)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import sibling
 from modalzoo.datasets.fields import DataContext
 from modalzoo.errors import ModalzooError
 from modalzoo.modalities.tabular.cells import CELL_KEYS, MISSING, NUMBER, TOKENS, CellFinisher, collate_rows
@@ -29,16 +27,9 @@ from modalzoo.tokens import Tokens
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _sibling(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
-td = _sibling("table_data")
+td = sibling(__file__, "table_data")
 D = 32
 EMBED = {"name": "table_cells", "dim": D, "vocab_size": td.V}
 ENC = {"name": "transformer", "dim": D, "layers": 2, "heads": 4, "ffn_dim": 64}

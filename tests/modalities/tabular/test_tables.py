@@ -6,15 +6,14 @@ file readers (CSV with a sniffed delimiter, TSV, JSONL, Parquet, DataFrames, dic
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from conftest import sibling
 from modalzoo.cli import main
 from modalzoo.datasets.shards import ShardStream, SkipCounter, list_shards
 from modalzoo.errors import ModalzooError
@@ -24,17 +23,7 @@ from modalzoo.modalities.tabular.pack import PackTable, PackTableConfig, pack_da
 from modalzoo.modalities.tabular.sources import csv_source, file_source, frame_source, jsonl_source, table_name
 from modalzoo.modalities.tabular.tables import TableSource, fit_schema, load_schemas, pack_tables
 
-
-def _sibling(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-table_data = _sibling("table_data")
+table_data = sibling(__file__, "table_data")
 source = table_data.source
 
 
