@@ -3,4 +3,4 @@ as column-name + value cells), the `table_cells` embedding, masked-cell modellin
 contrastive learning and the row-label head; the scikit-learn estimators (`estimator.py`) and `reports` load on
 demand."""
 
-from . import dataset, embedding, objectives, pack, samples  # noqa: F401  (registering modules)
+from . import dataset, embedding, objectives, pack, samples, tokenizer  # noqa: F401  (registering modules)

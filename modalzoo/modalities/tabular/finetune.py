@@ -225,7 +225,7 @@ def table_words(schema: TableSchema, columns: dict[str, list], limit: int = 2000
                     yield text(value)
 
 
-def table_tokenizer(words, vocab_size: int = DEFAULT_VOCAB):
+def table_tokenizer(words, vocab_size: int = DEFAULT_VOCAB, min_frequency: int = 1):
     """A WordPiece tokenizer (the `wordpiece` tokenizer's normaliser, pre-tokenizer and special tokens) whose
     vocabulary is built, not trained: the five specials, every character seen and a-z 0-9 (alone and as a
     ``##`` continuation), then whole words by frequency (ties by spelling) up to ``vocab_size``. A word outside it is
@@ -245,8 +245,8 @@ def table_tokenizer(words, vocab_size: int = DEFAULT_VOCAB):
     specials = [WordPiece.specials[r] for r in ("pad", "unk", "bos", "eos", "mask")]
     chars = sorted({c for w in counts for c in w} | set(string.ascii_lowercase + string.digits))
     vocab = dict.fromkeys([*specials, *chars, *(f"##{c}" for c in chars)])
-    for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        if len(vocab) >= vocab_size:
+    for word, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size or count < min_frequency:
             break
         vocab.setdefault(word)
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]",
