@@ -81,6 +81,9 @@ class TextSampleConfig:
     min_chars: int = 80
     docs_per_shard: int = 1000
     docs_per_member: int = SAMPLES_PER_MEMBER   # documents per tar member; 1: a KEY.txt member each (old layout)
+    # at most this share of the budget from one source file: a single heavily documented module (pandas'
+    # docstring-generated frame.py) would otherwise fill a small sample, or its validation split, alone
+    max_file_share: float = 0.02
     seed: int = 0
 
 
@@ -113,7 +116,10 @@ class TextSample:
                                .hexdigest(), 16) % 10_000 < cfg.val_fraction * 10_000
                 split = "validation" if held_out else "train"
                 package = package_of(path, roots)
+                from_file = 0
                 for i, doc in enumerate(docstrings(path, cfg.min_chars)):
+                    if from_file and from_file + len(doc) > cfg.max_file_share * budget:
+                        break
                     digest = hashlib.sha1(doc.encode()).digest()
                     if digest in seen:
                         continue
@@ -123,6 +129,7 @@ class TextSample:
                     counts[split] += 1
                     packages[split][package] += 1
                     chars[split] += len(doc)
+                    from_file += len(doc)
                     bar.update(len(doc))
                 if sum(chars.values()) >= budget:
                     break
