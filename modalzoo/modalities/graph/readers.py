@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import ModalzooError
+
 GRAPH_COLUMNS = ("graph", "graph_id")
 SOURCE_COLUMNS = ("source", "src", "from")
 TARGET_COLUMNS = ("target", "dst", "to")
@@ -114,7 +116,6 @@ def _parsed(line: str, where: str) -> RawGraph | Bad:
 def _column(names: list[str], choices: tuple[str, ...], path: Path, required: bool = True) -> str | None:
     found = [n for n in names if n.strip().lower() in choices]
     if not found and required:
-        from ...errors import ModalzooError
         raise ModalzooError(f"{path} needs a column named one of {', '.join(choices)} (it has: {', '.join(names)})")
     return found[0] if found else None
 
@@ -137,8 +138,7 @@ def edge_list_graphs(folder: Path) -> Iterator[RawGraph | Bad]:
         ncol = _column(node_names, NODE_COLUMNS, folder / "nodes.csv")
         ngcol = _column(node_names, GRAPH_COLUMNS, folder / "nodes.csv", required=False)
         if (gcol is None) != (ngcol is None):
-            from ...errors import ModalzooError
-            raise ModalzooError(f"{folder}: edges.csv and nodes.csv must both have a graph column or neither")
+                raise ModalzooError(f"{folder}: edges.csv and nodes.csv must both have a graph column or neither")
         for row in rows:
             node_rows.setdefault(row[ngcol] if ngcol else "", []).append(row)
     labels: dict[str, dict] = {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ...errors import ModalzooError
 from ...registry import EMBEDDINGS
 from ...tokens import Tokens
 from .cells import MISSING, NUMBER, TOKENS
@@ -60,6 +61,7 @@ class TableEmbedding(nn.Module):
         self.cls = nn.Parameter(torch.zeros(cfg.dim))
         self.norm = nn.LayerNorm(cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
+        self._checked = False
 
     def init_weights(self) -> None:
         for p in (self.number_scale, self.number_bias, self.missing, self.mask, self.cls):
@@ -73,11 +75,12 @@ class TableEmbedding(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> Tokens:
         kind = batch["cell_kind"]
-        if kind.device.type == "cpu" and (int(batch["name_ids"].max()) >= self.cfg.vocab_size
-                                          or int(batch["value_ids"].max()) >= self.cfg.vocab_size):
-            from ...errors import ModalzooError
-            raise ModalzooError(f"a token id is past the table embedding's vocab_size={self.cfg.vocab_size}: raise "
-                                f"it to the tokenizer's size")
+        if not self._checked and kind.device.type == "cpu":   # once: a later bad id is torch's IndexError
+            self._checked = True
+            top = max(int(batch["name_ids"].max()), int(batch["value_ids"].max()))
+            if top >= self.cfg.vocab_size:
+                raise ModalzooError(f"a token id ({top}) is past the table embedding's vocab_size="
+                                    f"{self.cfg.vocab_size}: raise it to the tokenizer's size")
         name = mean_tokens(self.words, batch["name_ids"])
         value = self.value_vectors(batch["value_ids"])
         number = batch["cell_num"].unsqueeze(-1).to(name.dtype) * self.number_scale + self.number_bias

@@ -5,15 +5,13 @@ packing exists for: a graph's outputs do not depend on the graphs packed beside 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import sibling
 from modalzoo.errors import ModalzooError
 from modalzoo.modalities.graph.batches import blocks
 from modalzoo.modalities.graph.embedding import GraphEmbedding, GraphEmbeddingConfig
@@ -21,20 +19,7 @@ from modalzoo.modalities.graph.fields import GraphField, GraphState, OversizeGra
 from modalzoo.modalities.graph.graphs import Graph, from_json, truncate
 from modalzoo.modalities.graph.structure import MAX_STORED, PAD, UNREACHABLE, VIRTUAL, encode
 
-HERE = Path(__file__).parent
-
-
-def _module(name: str):
-    """A module of this folder by path, under the name the graph harness registers it with."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-graph_data = _module("graph_data")
+graph_data = sibling(__file__, "graph_data")
 SCHEMA = graph_data.SCHEMA
 
 
@@ -450,9 +435,7 @@ def stream():
     from modalzoo.model import build_model
     from tiny_models import perturbed
 
-    spec = importlib.util.spec_from_file_location("harness_graph_batches", HERE / "harness.py")
-    harness = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(harness)
+    harness = sibling(__file__, "harness", "graph_harness_graph_batches")
     torch.manual_seed(0)
     model = perturbed(build_model({"model": harness.SHAPES["graphormer"][0]}), std=0.2)
     with torch.no_grad():                                   # a strong structural bias: leaks would show

@@ -5,14 +5,11 @@ run masks alike), and per-graph pooling."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import sibling
 from modalzoo.modalities.graph.batches import blocks, pool_graphs
 from modalzoo.modalities.graph.fields import GraphField, GraphState
 from modalzoo.modalities.graph.graphs import Graph
@@ -20,22 +17,13 @@ from modalzoo.modalities.graph.objectives import AttributeMasking, EdgeMasking
 from modalzoo.modalities.graph.structure import VIRTUAL, encode
 from modalzoo.pretrain_tasks.base import IGNORE
 
-HERE = Path(__file__).parent
 HOPS = 4
 MASKED_TYPE = 2                                           # the embedding's edge_types (2): the "masked" type
 
 
-def _module(name: str):
-    """A module of this folder by path, under the name the graph harness registers it with."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
-graph_data = _module("graph_data")
+graph_data = sibling(__file__, "graph_data")
 
 
 def collate(graphs: list[Graph], packing: str = "packed", virtual_token: bool = True) -> dict:
@@ -270,9 +258,7 @@ def test_edge_masking_after_bond_masking_predicts_the_true_types():
 
 
 def test_the_harness_pretraining_batch():
-    harness_spec = importlib.util.spec_from_file_location("harness_graph_objectives", HERE / "harness.py")
-    harness = importlib.util.module_from_spec(harness_spec)
-    harness_spec.loader.exec_module(harness)
+    harness = sibling(__file__, "harness", "graph_harness_graph_objectives")
     a, b = harness.pretrain_batch(), harness.pretrain_batch()
     for key in ("node_mask", "edge_pairs", "edge_pair_types", "bond_pairs", "spd", "path_edges"):
         assert torch.equal(a[key], b[key]), key

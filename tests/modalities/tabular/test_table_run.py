@@ -44,15 +44,22 @@ def table_run(tables, tmp_path_factory):
     return modalzoo.train(modalzoo.load_recipe("tab_pool_tiny", overrides))
 
 
-def test_eval_reports_few_shot_transfer_and_the_control(table_run, monkeypatch):
+@pytest.fixture(scope="module")
+def evaluated(table_run):
+    """`modalzoo eval` of the run, shrunk: n = 32, two seeds, two epochs, a 4-step control."""
     from modalzoo.modalities.tabular import control, reports
-    monkeypatch.setattr(reports, "SIZES", (32,))
-    monkeypatch.setattr(reports, "SEEDS", (0, 1))
-    monkeypatch.setattr(reports, "epochs_for", lambda n: 2)
-    monkeypatch.setattr(control, "STEPS", 4)
-    monkeypatch.setattr(control, "SIZES", (32,))
-    monkeypatch.setattr(control, "SEEDS", (0,))
-    result = evaluate_run(table_run, batches=2, echo=lambda *_: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reports, "SIZES", (32,))
+        patch.setattr(reports, "SEEDS", (0, 1))
+        patch.setattr(reports, "epochs_for", lambda n: 2)
+        patch.setattr(control, "STEPS", 4)
+        patch.setattr(control, "SIZES", (32,))
+        patch.setattr(control, "SEEDS", (0,))
+        return evaluate_run(table_run, batches=2, echo=lambda *_: None)
+
+
+def test_eval_reports_few_shot_transfer_and_the_control(table_run, evaluated):
+    result = evaluated
     table = result["tabular_auc"]
     assert set(table) == {"mroz", "hdma", "turnout"}
     for target, by_n in table.items():
@@ -71,13 +78,12 @@ def test_eval_reports_few_shot_transfer_and_the_control(table_run, monkeypatch):
     assert saved["tabular_auc"] == table and "auc_gain_small_n" in saved
 
 
-def test_the_export_card_carries_the_table_and_a_fine_tune_starts_from_it(table_run, tables, tmp_path):
+def test_the_export_card_carries_the_table_and_a_fine_tune_starts_from_it(table_run, evaluated, tables, tmp_path):
     out = tmp_path / "export"
     export_run(table_run, out, format="modalzoo")
     card = (out / "README.md").read_text()
     assert "pipeline_tag: tabular-classification" in card and (out / "table_schemas").is_dir()
-    if (table_run / "eval.json").exists():                   # written by the eval test, when it ran first
-        assert "| mroz | 32 |" in card
+    assert "| mroz | 32 |" in card                          # eval.json's few-shot table, rendered
     overrides = {**TINY, "run_dir": tmp_path / "ft", "init_from": f"modalzoo:{out}",
                  "data.path": tables / "targets" / "mroz", "data.tokenizer.path": out / "tokenizer.json"}
     run = modalzoo.train(modalzoo.load_recipe("tab_finetune_tiny", [f"{k}={v}" for k, v in overrides.items()]))
