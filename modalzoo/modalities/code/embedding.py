@@ -1,9 +1,16 @@
-"""Code embedding with data flow (GraphCodeBERT): code tokens plus data-flow nodes in one sequence.
+"""Code embedding with data flow (GraphCodeBERT): comment and code tokens plus data-flow nodes in one sequence.
 
-Batch (as GraphCodeBERT builds it): ``input_ids`` holds code tokens then variable (node) tokens;
-``position_idx`` is 0 for nodes, 1 for padding and 2, 3, ... for code tokens; ``attn_mask`` [B, L, L]
-is the graph-guided mask (nodes see the code tokens they come from and the nodes they flow from).
-A node's input vector is the mean of the embeddings of the code tokens it is linked to.
+Batch (the `code` dataset's layout, `layout.py`; GraphCodeBERT's own fine-tuning batches work too):
+``input_ids`` [B, L]: ``<s>`` comment ``</s>`` code ``</s>`` then one token per data-flow node, then padding;
+``position_idx`` [B, L]: 2, 3, ... for comment/code/special tokens, 0 for nodes, 1 for padding (RoBERTa's
+padding_idx); ``attn_mask`` [B, L, L] bool: the graph-guided mask (text sees text; a node sees its code tokens and
+they see it; a node sees the nodes its value comes from); ``node_span`` [B, L, 2] (optional): for each node
+position the [start, end) sequence positions of the code subwords it was identified from.
+
+A node's input vector is the mean of the word embeddings of its code subwords: from ``node_span`` when the batch
+has it, else from the node's code links in ``attn_mask`` (GraphCodeBERT's rule). ``node_span`` keeps a node's input
+when an objective hides its code links from attention (node alignment) - the model must then find which
+occurrence it came from, not lose which name it is.
 """
 
 from __future__ import annotations
@@ -56,7 +63,13 @@ class CodeDataFlowEmbedding(TokenEmbedding):
         ids, position_idx, graph = batch[p + "input_ids"], batch[p + "position_idx"], batch[p + "attn_mask"].bool()
         nodes, code = position_idx.eq(NODE), position_idx.ge(2)
         words = self.word(ids)
-        links = (nodes[:, :, None] & code[:, None, :] & graph).float()
+        span = batch.get(p + "node_span")
+        if span is not None:
+            at = torch.arange(ids.shape[1], device=ids.device)
+            graph_links = (at[None, None, :] >= span[..., :1]) & (at[None, None, :] < span[..., 1:])
+        else:
+            graph_links = graph
+        links = (nodes[:, :, None] & code[:, None, :] & graph_links).float()
         links = links / links.sum(-1, keepdim=True).clamp(min=1e-10)
         averaged = torch.einsum("bnt,btd->bnd", links, words)
         x = torch.where(nodes[..., None], averaged, words)

@@ -31,5 +31,5 @@ def functions(text: str, language: str, origin: str = "", need_docstring: bool =
         hint = closest(language, LANGUAGES)
         raise ModalzooError(f"unknown language '{language}'" + (f"; did you mean '{hint}'?" if hint else "")
                             + f" (languages: {', '.join(LANGUAGES)})")
-    from .treesitter import functions as tree_sitter_functions      # raises naming the extra when absent
+    from .treesitter import functions as tree_sitter_functions  # raises naming the extra when absent
     yield from tree_sitter_functions(text, language, origin, need_docstring)

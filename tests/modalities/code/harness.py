@@ -1,9 +1,31 @@
 """Code's test harness: a tiny GraphCodeBERT shape (`code_dataflow`: code tokens, data-flow nodes and a
-per-sample graph mask). Merged with the other modalities' by tests/harnesses.py."""
+per-sample graph mask) on synthetic batches, one on real laid-out functions with MLM + data_flow + identifier
+tagging, and the `code` dataset's checks. Merged with the other modalities' by tests/harnesses.py."""
 
 from __future__ import annotations
 
+import torch
+
+from conftest import sibling
+from modalzoo.modalities.code.embedding import CodeTokens
+from modalzoo.modalities.code.layout import collate, lay_out
+from modalzoo.modalities.code.objectives import DataFlowConfig, DataFlowMasking
+from modalzoo.pretrain_tasks.mlm import MLMConfig, MLMMasking
+from modalzoo.registry import REGISTRIES
 from tiny_models import D, V, code_batch, enc
+
+code_data = sibling(__file__, "code_data")
+
+
+def pretrain_batch(combine: str = "sum") -> dict:
+    tok = code_data.tokenizer()
+    batch = collate([lay_out(s, tok, 96, 16, 16) for s in code_data.samples()], tok.pad_id)
+    g = torch.Generator().manual_seed(0)
+    batch = MLMMasking(MLMConfig(mask_prob=0.3), tok.mask_id, tok.vocab_size, tok.special_ids, CodeTokens())(batch, g)
+    return DataFlowMasking(DataFlowConfig(combine=combine))(batch, g)
+
+
+CODE_EMBED = {"name": "code_dataflow", "vocab_size": 400, "dim": D, "max_positions": 98}
 
 SHAPES = {
     "graphcodebert": (  # an embedding with several inputs and a per-sample graph mask
@@ -12,6 +34,29 @@ SHAPES = {
                               "encoder": enc(prenorm=False, final_norm=False)}},
          "targets": {"mlm": {"name": "mlm", "stream": "code"}}},
         lambda: code_batch()),
+    "graphcodebert_full": (  # real functions laid out: MLM + edge prediction + node alignment + identifier tags
+        {"streams": {"code": {"embedding": CODE_EMBED, "encoder": enc(prenorm=False, final_norm=False)}},
+         "targets": {"mlm": {"name": "mlm", "stream": "code"},
+                     "data_flow": {"name": "data_flow", "stream": "code", "combine": "sum"},
+                     "tags": {"name": "identifier_tagging", "stream": "code"}}},
+        pretrain_batch),
 }
 
-COVERS = {("embedding", "code_dataflow"): "graphcodebert"}
+COVERS = {("embedding", "code_dataflow"): "graphcodebert", ("target", "data_flow"): "graphcodebert_full",
+          ("target", "identifier_tagging"): "graphcodebert_full"}
+
+
+def exercise_code_dataset(kind, name, fixtures):
+    path = code_data.write(fixtures["tmp_path"] / "code", extra={"train": [b"{not json", b'{"lang": "python"}']})
+    data = REGISTRIES[kind].build({"name": name, "path": str(path), "seq_len": 96, "max_nodes": 16,
+                                   "comment_len": 16, "num_workers": 0,
+                                   "tokenizer": {"name": "bytelevel_bpe", "vocab_size": 400, "min_frequency": 1}})
+    data.prepare(None)
+    batch = next(iter(data.loader("train", 8, [], seed=0, train=True)))
+    assert data.throughput_unit == "tokens" and batch["input_ids"].shape[0] == 8
+    assert batch["attn_mask"].shape[1:] == (batch["input_ids"].shape[1],) * 2
+    every = list(data.loader("train", 42, [], seed=0, train=False))
+    assert sum(b["input_ids"].shape[0] for b in every) == 40 and sum(int(b["_skipped"]) for b in every) == 2
+
+
+DATASETS = {"code": exercise_code_dataset}
