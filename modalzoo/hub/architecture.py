@@ -84,11 +84,18 @@ def get(name: str) -> Architecture:
     return archs[name]
 
 
-def by_model_type(model_type: str | None, model_class: str | None = None) -> Architecture | None:
+def by_model_type(model_type: str | None, model_class: str | None = None, model_spec=None) -> Architecture | None:
     """The architecture of a checkpoint's config.json: its ``model_type``, and where several share one
-    (ELECTRA's discriminator and generator), the class it names in ``architectures``."""
+    (ELECTRA's discriminator and generator), the class it names in ``architectures``; where several share both
+    (`RobertaForMaskedLM`: text's RoBERTa and code's GraphCodeBERT), the one ``model_spec`` (the recipe's model)
+    has the shape of."""
     found = [a for a in architectures().values() if a.model_type == model_type]
-    return next((a for a in found if a.model_class == model_class), found[0] if found else None)
+    named = [a for a in found if a.model_class == model_class]
+    if model_spec is not None and len(named) > 1:
+        shaped = find(model_spec)
+        if shaped in named:
+            return shaped
+    return named[0] if named else (found[0] if found else None)
 
 
 def find(model_spec) -> Architecture | None:

@@ -128,7 +128,7 @@ def import_hf(model: nn.Module, spec: dict, source: str, ignore: Sequence[str] =
         raise ModalzooError(f"{path} has no config.json: not a transformers checkpoint")
     hf_config = json.loads(config_file.read_text())
     model_type = hf_config.get("model_type")
-    arch = architecture.by_model_type(model_type, (hf_config.get("architectures") or [None])[0])
+    arch = architecture.by_model_type(model_type, (hf_config.get("architectures") or [None])[0], spec)
     if arch is None:
         have = ", ".join(a.model_type for a in architecture.architectures().values())
         raise ModalzooError(f"init_from: model_type {model_type!r} in {config_file} has no zoo mapping "

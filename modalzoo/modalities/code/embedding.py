@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from ...registry import EMBEDDINGS
 from ...tokens import Tokens
 from ..text.embedding import TokenEmbedding, TokenEmbeddingConfig
+from .hub.transformers_inputs import node_averaged
 
 NODE, PAD = 0, 1
 
@@ -61,18 +61,7 @@ class CodeDataFlowEmbedding(TokenEmbedding):
     def forward(self, batch: dict[str, Tensor]) -> Tokens:
         p = self.cfg.prefix
         ids, position_idx, graph = batch[p + "input_ids"], batch[p + "position_idx"], batch[p + "attn_mask"].bool()
-        nodes, code = position_idx.eq(NODE), position_idx.ge(2)
-        words = self.word(ids)
-        span = batch.get(p + "node_span")
-        if span is not None:
-            at = torch.arange(ids.shape[1], device=ids.device)
-            graph_links = (at[None, None, :] >= span[..., :1]) & (at[None, None, :] < span[..., 1:])
-        else:
-            graph_links = graph
-        links = (nodes[:, :, None] & code[:, None, :] & graph_links).float()
-        links = links / links.sum(-1, keepdim=True).clamp(min=1e-10)
-        averaged = torch.einsum("bnt,btd->bnd", links, words)
-        x = torch.where(nodes[..., None], averaged, words)
+        x = node_averaged(self.word(ids), position_idx, graph, batch.get(p + "node_span"))
         if self.position is not None:
             x = x + self.position(position_idx)
         if self.token_type is not None:
