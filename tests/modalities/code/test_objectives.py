@@ -103,7 +103,7 @@ def test_a_tiny_model_learns_the_structure():
     model = build_model({"model": spec})
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None
-    for step in range(60):
+    for _ in range(60):
         batch = harness.pretrain_batch()
         out = model(batch)
         opt.zero_grad()
