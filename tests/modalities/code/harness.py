@@ -60,3 +60,38 @@ def exercise_code_dataset(kind, name, fixtures):
 
 
 DATASETS = {"code": exercise_code_dataset}
+
+
+def exercise_code_sample(kind, name, fixtures):
+    """The builder on a one-file stdlib and a one-package site-packages (the real walk is test_corpus.py's)."""
+    import json
+
+    from modalzoo.modalities.code import corpus
+    tmp = fixtures["tmp_path"]
+    for root in ("std", "site/pkg"):
+        (tmp / root).mkdir(parents=True)
+    (tmp / "std" / "mod.py").write_text(code_data.SOURCE)
+    # other bodies and other docstrings: a copy of a test function or of a test docstring is dropped from train
+    (tmp / "site" / "pkg" / "mod.py").write_text(code_data.SOURCE.replace('"""', '"""In the package: ').replace(
+        "acc", "sum_so_far").replace("out", "result").replace("words", "pieces").replace("x = ", "y = ")
+        .replace("return x", "return y").replace('"""In the package: \n', '"""\n'))
+    saved = corpus.stdlib_root, corpus.site_roots
+    corpus.stdlib_root, corpus.site_roots = (lambda: tmp / "std"), (lambda: [tmp / "site"])
+    try:
+        REGISTRIES[kind].build({"name": name, "workers": 1}).build(tmp / "out")
+    finally:
+        corpus.stdlib_root, corpus.site_roots = saved
+    info = json.loads((tmp / "out" / "info.json").read_text())
+    assert info["functions"]["test"] == 4 and info["functions"]["train"] + info["functions"]["validation"] == 4
+
+
+def exercise_pack_code(packer, tmp_path):
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "good.py").write_text(code_data.SOURCE)
+    (tmp_path / "repo" / "bad.py").write_text("def broken(:\n")
+    summary = packer.pack([tmp_path / "repo"], tmp_path / "out")
+    assert "packed 4 functions" in summary and "syntax" in summary, summary
+
+
+SAMPLE_DATA = {"code-sample": exercise_code_sample}
+PACKERS = {"pack-code": exercise_pack_code}
