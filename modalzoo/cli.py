@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                 "eval-<overrides>.json, e.g. eval-path-other.json).")
     p.add_argument("run_dir", type=Path)
     p.add_argument("overrides", nargs="*", metavar="data.key=value",
-                   help="data overrides only, e.g. data.path=data/other")
+                   help="data overrides (data.path=data/other) and report options (eval.code_search.pairs=500)")
     p.add_argument("--out", type=Path, default=None, help="where to write the results (default: see above)")
     p.add_argument("--batches", type=int, default=50, help="batches per split to evaluate on (default 50)")
     p.add_argument("--device", default="cpu")

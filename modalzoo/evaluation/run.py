@@ -33,8 +33,10 @@ class LoadedRun:
         self.run_dir = Path(run_dir)
         self.cfg, self.model, self.checkpoint, self.step = load_run_model(self.run_dir, checkpoint=checkpoint)
         self.tag = ""                # what this evaluation's files are named by, beside the run's own
+        data_items, self.eval_options = split_overrides(data_overrides or [])
         if data_overrides:
-            self.cfg.data = override_data(self.cfg.data, data_overrides)
+            if data_items:
+                self.cfg.data = override_data(self.cfg.data, data_items)
             self.tag = "-" + "_".join(re.sub(r"[^A-Za-z0-9_.]+", "-", f"{k[len('data.'):]}-{Path(v).name}")
                                       for k, _, v in (o.partition("=") for o in data_overrides))
         self.device = resolve_device(device)
@@ -69,6 +71,24 @@ class LoadedRun:
                                 seed=self.cfg.seed + 1, train=False)
 
 
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict]:
+    """``data.KEY=V`` items (the dataset's) and ``eval.REPORT.KEY=V`` items as a nested mapping of a report's options
+    (``eval.code_search.pairs=500`` -> ``{"code_search": {"pairs": 500}}``; the report checks its own keys)."""
+    import yaml
+    data, options = [], {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not key.startswith("eval."):
+            data.append(item)
+            continue
+        *path, leaf = key[len("eval."):].split(".")
+        node = options
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value) if value else value
+    return data, options
+
+
 def override_data(data_cfg, overrides: list[str]):
     """The run's ``data`` section with ``data.KEY=VALUE`` overrides (evaluate on another packed dataset of the
     same kind: ``data.path=OTHER``). Only data keys: the model and its checkpoint stay the run's; the dataset
@@ -82,8 +102,8 @@ def override_data(data_cfg, overrides: list[str]):
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.startswith("data."):
-            raise ConfigError(f"eval takes data overrides only (data.KEY=VALUE, e.g. data.path=OTHER), got "
-                              f"'{item}': the model and checkpoint are the run's")
+            raise ConfigError(f"eval takes data and report overrides only (data.KEY=VALUE, e.g. data.path=OTHER, or "
+                              f"eval.REPORT.KEY=VALUE), got '{item}': the model and checkpoint are the run's")
         OmegaConf.update(merged, key[len("data."):], yaml.safe_load(value) if value else value, force_add=True)
     DATASETS.make_config(OmegaConf.to_container(merged), "data")        # validate now, with the key's path
     return merged
