@@ -67,7 +67,7 @@ def test_eval_on_another_packed_dataset(trained_run, text_sample, tmp_path):
     own = run_cli("eval", str(run_dir), "--batches", "2")
     assert own.returncode == 0
     assert json.loads((run_dir / "eval.json").read_text())["val"]["mlm/loss"] != report["val"]["mlm/loss"]
-    for bad, expected in [("model.streams.text.encoder.layers=3", "eval takes data overrides only"),
+    for bad, expected in [("model.streams.text.encoder.layers=3", "eval takes data and report overrides only"),
                           (f"data.pth={other}", "did you mean 'data.path'?")]:
         result = run_cli("eval", str(run_dir), bad)
         assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]

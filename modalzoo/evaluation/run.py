@@ -28,12 +28,16 @@ from ..training.runs import load_run_model, resolve_device
 class LoadedRun:
     """A run ready to evaluate: model on ``device`` plus its data (tokenizer, validation loader)."""
 
+    eval_options: dict = {}          # report options from eval.REPORT.KEY=V overrides (`split_overrides`)
+
     def __init__(self, run_dir: Path, checkpoint: Path | None = None, device: str = "cpu",
                  data_overrides: list[str] | None = None):
         self.run_dir = Path(run_dir)
         self.cfg, self.model, self.checkpoint, self.step = load_run_model(self.run_dir, checkpoint=checkpoint)
         self.tag = ""                # what this evaluation's files are named by, beside the run's own
-        data_items, self.eval_options = split_overrides(data_overrides or [])
+        data_items, options = split_overrides(data_overrides or [])
+        if options:
+            self.eval_options = options
         if data_overrides:
             if data_items:
                 self.cfg.data = override_data(self.cfg.data, data_items)

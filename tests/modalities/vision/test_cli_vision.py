@@ -64,7 +64,8 @@ TWO_TEXTS = {**TEXT_AND_CODE, "streams": {
     (SHAPES["clip"][0], [], []),                                   # no class names: nothing to classify
     (SHAPES["mae"][0], ["zero", "one"], ["linear probe vs random init", "MAE reconstruction grid"]),
     (SHAPES["bert"][0], [], ["mlm fill-mask and unigram baseline"]),
-    (SHAPES["graphcodebert"][0], [], []),                         # fill-mask cannot feed the data-flow graph
+    (SHAPES["graphcodebert"][0], [],                               # no fill-mask (it cannot feed the data-flow
+     ["code search MRR (contrastive fine-tune from the run and from random init)"]),   # graph): code's own report
     (TEXT_AND_CODE, ["zero", "one"], []),
     (TWO_TEXTS, ["zero", "one"], []),
 ])
