@@ -495,12 +495,8 @@ def extract(source: str) -> DataFlow:
     return _walk(source)[2].flow()
 
 
-def functions(source: str) -> list[tuple[str, DataFlow]]:
-    """``(qualname, flow)`` for every function and method in ``source`` (nested ones too, qualnames as Python
-    writes them: ``C.m``, ``f.<locals>.g``), in source order. A function's flow holds the nodes from its ``def``
-    keyword to its end (decorators excluded; its defaults, annotations and nested scopes included), re-indexed from
-    0, positions still those of ``source``; edges to nodes outside it (a default's enclosing definition) dropped."""
-    tree, src, walker = _walk(source)
+def function_defs(tree: ast.AST) -> list[tuple[str, ast.AST]]:
+    """``(qualname, node)`` of every function and method under ``tree``, in source order (nested ones too)."""
     found: list[tuple[str, ast.AST]] = []
 
     def visit(node, prefix):
@@ -514,8 +510,17 @@ def functions(source: str) -> list[tuple[str, DataFlow]]:
                 visit(child, prefix)
 
     visit(tree, "")
+    return found
+
+
+def functions(source: str) -> list[tuple[str, DataFlow]]:
+    """``(qualname, flow)`` for every function and method in ``source`` (nested ones too, qualnames as Python
+    writes them: ``C.m``, ``f.<locals>.g``), in source order. A function's flow holds the nodes from its ``def``
+    keyword to its end (decorators excluded; its defaults, annotations and nested scopes included), re-indexed from
+    0, positions still those of ``source``; edges to nodes outside it (a default's enclosing definition) dropped."""
+    tree, src, walker = _walk(source)
     out = []
-    for qualname, fn in found:
+    for qualname, fn in function_defs(tree):
         start = (fn.lineno, src.char_col(fn.lineno, fn.col_offset) + src.shift)
         end = (fn.end_lineno, src.char_col(fn.end_lineno, fn.end_col_offset) + src.shift)
         out.append((qualname, walker.flow(lambda n, a=start, b=end: a <= (n.line, n.col) and (n.line, n.end_col) <= b)))

@@ -17,7 +17,7 @@ import textwrap
 import tokenize
 from collections.abc import Iterator
 
-from .dataflow import COMES_FROM, UnparsableCode, extract
+from .dataflow import COMES_FROM, UnparsableCode, extract, function_defs
 from .sample import IDENTIFIER, KEYWORD, NUMBER, OTHER, STRING, CodeSample, SkippedFunction, keep_connected
 
 _LAYOUT = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER,
@@ -107,20 +107,8 @@ def functions(text: str, origin: str = "", need_docstring: bool = False
         yield SkippedFunction("too_deep", f"{origin}: nested too deeply to parse")
         return
     file_lines = text.split("\n")
-    found: list[tuple[str, ast.AST]] = []
-
-    def visit(node, prefix):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                found.append((prefix + child.name, child))
-                visit(child, f"{prefix}{child.name}.<locals>.")
-            elif isinstance(child, ast.ClassDef):
-                visit(child, f"{prefix}{child.name}.")
-            else:
-                visit(child, prefix)
-
     try:
-        visit(tree, "")
+        found = function_defs(tree)
     except RecursionError:
         yield SkippedFunction("too_deep", f"{origin}: nested too deeply")
         return

@@ -79,6 +79,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from ...errors import ModalzooError
+from .dataflow import _merge, _set  # the may-reach state operations: one for every front end
 from .sample import IDENTIFIER, KEYWORD, NUMBER, OTHER, STRING, CodeSample, SkippedFunction, keep_connected
 
 USE, DEF = 0, 1
@@ -117,17 +118,10 @@ def grammar(language: str):
 
 # ---- states
 
-def _merge(*states: dict) -> dict:
-    out: dict = {}
-    for st in states:
-        for name, defs in st.items():
-            out[name] = out.get(name, frozenset()) | defs
-    return out
-
-
-def _set(st: dict, new: dict) -> None:
-    st.clear()
-    st.update(new)
+def while_loop(w, n, st):
+    """``while`` / ``do ... while`` (JavaScript and Java share the node shapes)."""
+    body = n.child_by_field_name("body")
+    w.loop(st, lambda cur: w.visit(body, cur), test=n.child_by_field_name("condition"), do=n.type == "do_statement")
 
 
 def _restore(st: dict, block: dict) -> None:

@@ -4,7 +4,7 @@ names are not variables (a bare ``identifier`` that names a class, ``Math.max``,
 
 from __future__ import annotations
 
-from .treesitter import clean_block_doc, comments_above
+from .treesitter import clean_block_doc, comments_above, while_loop
 
 GRAMMAR = "tree_sitter_java"
 FUNCTIONS = ("method_declaration", "constructor_declaration", "compact_constructor_declaration")
@@ -125,11 +125,6 @@ def _enhanced_for(w, n, st):
     w.loop(st, one, exhausts=True)
 
 
-def _while(w, n, st):
-    body = n.child_by_field_name("body")
-    w.loop(st, lambda cur: w.visit(body, cur), test=n.child_by_field_name("condition"), do=n.type == "do_statement")
-
-
 def _switch(w, n, st):
     sources = w.collect(n.child_by_field_name("condition"), st)
     cases = []
@@ -204,7 +199,7 @@ HANDLERS = {
     "marker_annotation": lambda w, n, st: None, "annotation": lambda w, n, st: None,
     "scoped_identifier": lambda w, n, st: None,
     "if_statement": _if, "for_statement": _for, "enhanced_for_statement": _enhanced_for,
-    "while_statement": _while, "do_statement": _while,
+    "while_statement": while_loop, "do_statement": while_loop,
     "switch_expression": _switch, "switch_statement": _switch,
     "try_statement": _try, "try_with_resources_statement": _try,
     "return_statement": lambda w, n, st: w.end(n, st), "throw_statement": lambda w, n, st: w.end(n, st),

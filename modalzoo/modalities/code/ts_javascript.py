@@ -3,7 +3,7 @@ functions, declarations, loops ... in tree-sitter-javascript 0.25's grammar."""
 
 from __future__ import annotations
 
-from .treesitter import clean_block_doc, comments_above
+from .treesitter import clean_block_doc, comments_above, while_loop
 
 GRAMMAR = "tree_sitter_javascript"
 FUNCTIONS = ("function_declaration", "generator_function_declaration", "method_definition",
@@ -134,11 +134,6 @@ def _for_in(w, n, st):
     w.loop(st, one, exhausts=True)
 
 
-def _while(w, n, st):
-    body = n.child_by_field_name("body")
-    w.loop(st, lambda cur: w.visit(body, cur), test=n.child_by_field_name("condition"), do=n.type == "do_statement")
-
-
 def _switch(w, n, st):
     w.visit(n.child_by_field_name("value"), st)
     cases = []
@@ -175,7 +170,7 @@ HANDLERS = {
                                                                    n.child_by_field_name("right"), st),
     "update_expression": lambda w, n, st: w.compound(n.child_by_field_name("argument"), None, st),
     "if_statement": _if, "for_statement": _for, "for_in_statement": _for_in,
-    "while_statement": _while, "do_statement": _while, "switch_statement": _switch, "try_statement": _try,
+    "while_statement": while_loop, "do_statement": while_loop, "switch_statement": _switch, "try_statement": _try,
     "return_statement": lambda w, n, st: w.end(n, st), "throw_statement": lambda w, n, st: w.end(n, st),
     "break_statement": _jump, "continue_statement": _jump,
     "labeled_statement": lambda w, n, st: w.labeled(st, w.text(n.child_by_field_name("label")),
