@@ -55,6 +55,9 @@ class Architecture:
     model_files: Callable[[dict, str | None, Path], list[Path]] | None = None
     # (the run's whole eval.json) -> markdown lines the card adds under its Results (a report's nested table)
     card_results: Callable[[dict], list[str]] | None = None
+    # (fresh transformers model, config kwargs) -> None: what building from a config cannot say (T5 v1.1's
+    # untied head: transformers 5 ties T5's head whatever tie_word_embeddings says)
+    after_build: Callable[[nn.Module, dict], None] | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -136,4 +139,7 @@ def hf_model(arch: Architecture, kwargs: dict) -> nn.Module:
     """A fresh transformers model of ``arch`` from config kwargs (SDPA attention, as the zoo uses)."""
     import transformers
     config = getattr(transformers, arch.config_class)(**kwargs)
-    return getattr(transformers, arch.model_class)(config, **arch.load_args)
+    model = getattr(transformers, arch.model_class)(config, **arch.load_args)
+    if arch.after_build is not None:
+        arch.after_build(model, kwargs)
+    return model

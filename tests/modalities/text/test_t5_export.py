@@ -109,9 +109,8 @@ def test_v1_1_untied_head_maps_both_ways():
     assert all(torch.equal(back[k], v) for k, v in zoo.state_dict().items())
     with pytest.raises(ModalzooError, match="set the target's tie_weights: false"):
         t5.hf_to_zoo(hf.state_dict(), tie_weights=True)
-    if t5.always_tied():
-        with pytest.raises(ModalzooError, match=r"model.targets.t5.tie_weights=False"):
-            t5.hf_config_kwargs(cfg)
+    built = architecture.hf_model(architecture.architectures()["t5"], {**t5.hf_config_kwargs(cfg), "pad_token_id": 0})
+    assert built.lm_head.weight is not built.shared.weight and not built.config.scale_decoder_outputs
 
 
 @pytest.mark.parametrize("override, named", [
@@ -218,6 +217,38 @@ def test_trained_run_exports_and_loads_natively(trained_run):
     fresh = perturbed(modalzoo.build_model(run.cfg), seed=9)
     import_hf(fresh, OmegaConf.to_container(run.cfg.model, resolve=True), str(out), tokenizer=zoo_tok,
               echo=lambda _: None, data=run.data_ctx)           # and its config agrees with the recipe's
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in run.model.state_dict().items())
+
+
+@pytest.mark.slow
+def test_an_untied_v1_1_run_exports_loads_untied_and_imports_back(text_sample, tmp_path):
+    """T5 v1.1 (gated-GELU, own lm_head, no output scaling): the export writes both tables, transformers loads
+    them untied (its config says tied: T5Config forces that), the card's generate() agrees, and init_from=hf:
+    brings every tensor back."""
+    cfg = tiny("t5_tiny", f"run_dir={tmp_path / 'run'}", f"data.path={text_sample}", "data.num_workers=0",
+               *[f"{S}{slot}.vocab_size=500" for slot in ("embedding", "target_embedding")],
+               "data.tokenizer.vocab_size=500", "data.seq_len=48", "trainer.batch_size=8", "trainer.max_steps=4",
+               "trainer.lr=3e-3", "trainer.warmup_steps=1", "trainer.log_every=2", "trainer.eval_every=4",
+               "trainer.eval_batches=1", "trainer.checkpoint_every=4", "trainer.progress=false",
+               "model.targets.t5.tie_weights=false", *both_stacks("activation", "geglu"))
+    run_dir = modalzoo.train(cfg)
+    lines = []
+    out = export_run(run_dir, tmp_path / "hf", echo=lines.append)
+    assert "verified against transformers.T5ForConditionalGeneration" in lines[0]
+    hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(out).eval()
+    assert hf.lm_head.weight is not hf.shared.weight and not torch.equal(hf.lm_head.weight, hf.shared.weight)
+    assert not hf.config.scale_decoder_outputs
+    run = load_run(run_dir)
+    assert torch.equal(hf.lm_head.weight, run.model.targets["t5"].head.weight)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    inputs = tok("Return the <extra_id_0> of the <extra_id_1>.", return_tensors="pt")
+    theirs = hf.generate(**inputs, max_new_tokens=8, do_sample=False)[0, 1:].tolist()
+    result = generate(run.model, run.data_ctx.tokenizer, "Return the <extra_id_0> of the <extra_id_1>.",
+                      max_new_tokens=8)
+    assert result.ids == theirs[:len(result.ids)]
+    fresh = perturbed(modalzoo.build_model(run.cfg), seed=9)
+    import_hf(fresh, OmegaConf.to_container(run.cfg.model, resolve=True), str(out), tokenizer=run.data_ctx.tokenizer,
+              echo=lambda _: None, data=run.data_ctx)
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in run.model.state_dict().items())
 
 

@@ -188,10 +188,6 @@ def hf_config_kwargs(recipe_cfg) -> dict:
             need[f"{where}.output_dim"] = (cfg.output_dim, 0)
     if enc.activation not in FEED_FORWARD:
         need[f"{n}.activation"] = (enc.activation, "|".join(FEED_FORWARD))
-    if not p.lm.tie_weights and always_tied():
-        # Built from a config this class ties lm_head to shared whatever tie_word_embeddings says (it unties
-        # only when a checkpoint holds both, different); the export builds it from a config.
-        need[f"{p.where_t}.tie_weights"] = (False, "true with this transformers' T5ForConditionalGeneration")
     refuse("t5", need)
     return dict(vocab_size=emb.vocab_size, d_model=enc.dim, d_kv=enc.dim // enc.heads, d_ff=enc.hidden_ffn,
                 num_layers=enc.layers, num_decoder_layers=dec.layers, num_heads=enc.heads,
@@ -201,12 +197,13 @@ def hf_config_kwargs(recipe_cfg) -> dict:
                 scale_decoder_outputs=p.lm.scaled)
 
 
-def always_tied() -> bool:
-    """Whether transformers' T5 ties its head when built from a config with tie_word_embeddings=False (5.x)."""
-    from transformers import T5Config
-    return bool(T5Config(vocab_size=8, d_model=8, d_kv=2, num_heads=4, d_ff=8, num_layers=1,
-                         tie_word_embeddings=False).tie_word_embeddings)
-
+def untie(model: nn.Module, kwargs: dict) -> None:
+    """T5 v1.1's own ``lm_head``. transformers 5's T5Config forces tie_word_embeddings to true (keeping only its
+    "no output scaling" meaning), so a model built from a config shares ``shared`` and ``lm_head``; given its own
+    Parameter here, the mapped weights load into both, save_pretrained writes both, and from_pretrained leaves
+    them untied because they differ (as it loads Google's v1.1 checkpoints, logging that it does)."""
+    if kwargs.get("tie_word_embeddings") is False:
+        model.lm_head.weight = nn.Parameter(model.shared.weight.detach().clone())
 
 
 # ---------------------------------------------------------------------------------------------- Architecture
@@ -284,4 +281,5 @@ register(Architecture(
     config_class="T5Config", matches=lambda model: t5_target(model) is not None,
     needs=f"one {'/'.join(KINDS)} target with source: decoder over a `token` stream with a decoder",
     hf_config=_config, to_hf=_to_hf, to_zoo=_to_zoo, compare=_compare, pipeline_tag="text2text-generation",
-    tags=("t5", "text2text-generation", "text"), preprocessing={"text": "t5"}, usage=USAGE))
+    tags=("t5", "text2text-generation", "text"), preprocessing={"text": "t5"}, usage=USAGE,
+    after_build=untie))
