@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..registry import TARGETS
 from .base import IGNORE, StreamOutput, Target, TargetConfig, TaskOutput
+from .linear_cross_entropy import linear_cross_entropy
 
 
 @dataclass
@@ -88,11 +89,13 @@ class CausalLM(Target):
     def forward(self, outputs: dict[str, StreamOutput], batch: dict[str, Tensor]) -> TaskOutput:
         out = outputs[self.cfg.stream]
         hidden = (out.hidden if self.cfg.source == "encoder" else out.decoded).x
-        labels = self._labels(batch)
-        selected = labels != IGNORE
-        logits = self.lm_logits(hidden[selected], out)
-        targets = labels[selected]
-        loss = F.cross_entropy(logits.float(), targets)
-        accuracy = (logits.argmax(-1) == targets).float().mean()
+        labels = self._labels(batch).flatten()
+        # index_select: its backward is one index_add_, cheaper than a boolean index's
+        rows = (labels != IGNORE).nonzero().squeeze(1)
+        predicting = hidden.flatten(0, -2).index_select(0, rows)
+        if self.output_scale is not None:
+            predicting = predicting * self.output_scale
+        # the head and its loss in chunks, never the [tokens, vocab] logits (linear_cross_entropy.py)
+        loss, accuracy = linear_cross_entropy(predicting, self._weight(out), labels.index_select(0, rows))
         return TaskOutput(loss=loss, metrics={"accuracy": accuracy, "perplexity": loss.detach().exp()},
-                          count=targets.numel())
+                          count=rows.numel())
