@@ -24,3 +24,6 @@ def test_a_report_checks_its_options():
     bad = SimpleNamespace(eval_options=split_overrides(["eval.code_search.pair=50"])[1])
     with pytest.raises(Exception, match="pairs"):
         eval_options(bad, "code_search", CodeSearchConfig)
+    none = SimpleNamespace(eval_options=split_overrides(["eval.code_search.repeats=0"])[1])
+    with pytest.raises(Exception, match="repeats must be >= 1"):
+        eval_options(none, "code_search", CodeSearchConfig)

@@ -24,9 +24,15 @@ order; docstrings deduplicated, so no in-batch negative shares its query). The a
   * ``code_search_mrr_zero_shot`` and ``code_search_mrr_random_init_zero_shot``: both inits without any fine-tune
     (references). The random init is not at chance: its mean of random token vectors matches docstring words to
     the identifiers that share their subwords (a lexical-overlap baseline), which a short fine-tune keeps.
+Both fine-tuned arms are repeated ``repeats`` times (fine-tune seed ``seed``, ``seed + 1``, ...; the random
+init's weights change with it): the batch order of a 60-step fine-tune alone moves MRR by a standard deviation of
+about 0.003-0.004 (graphcodebert_tiny, 2,400 steps), the size of the differences the report is read for. The
+arms' figures are the means over the repeats, with their standard deviations, and the run - random init
+difference is given per repeat (the same batches on both sides).
 The pool is a seeded draw (``draw_seed``) of distinct-docstring pairs from the split, kept in key order. The default
-budget (60 steps x 32 pairs, matmuls in bf16 where the CPU has it) takes about 2-5 minutes per fine-tune on 2
-shared CPU cores for graphcodebert_tiny, the whole report 6-12 minutes; ``eval.code_search.*`` changes it.
+budget (3 repeats of 60 steps x 32 pairs, matmuls in bf16 where the CPU has it) takes about 35 s per fine-tune on 2
+idle CPU cores for graphcodebert_tiny (several times that on shared ones), the whole report 4-5 minutes;
+``eval.code_search.*`` changes it.
 The chance level of a pool of N is H_N / N (0.0075 for 1,000). Ties (a constant scorer) count at their expected
 rank under a random tie-break, so a scorer that cannot tell the candidates apart scores exactly chance.
 """
@@ -73,6 +79,7 @@ class CodeSearchConfig:
     warmup_steps: int = 6
     temperature: float = 0.05        # initial; learned (the contrastive target's logit scale, clamped at 100)
     seed: int = 0                    # the fine-tune's batch order (and the random init's weights: run seed + this)
+    repeats: int = 3                 # fine-tunes per arm, seeds seed, seed + 1, ...: figures are their means
     encode_batch: int = 64
     # Matmuls in bf16 (autocast; weights, pooling and scores stay fp32) where the device has bf16 kernels (CUDA,
     # CPUs with AVX-512 BF16 / AMX): "auto"; or always "fp32". The same for every arm.
@@ -83,6 +90,8 @@ class CodeSearchConfig:
             raise ValueError("code search needs pairs >= 2 and finetune_pairs >= batch_size >= 2")
         if self.finetune_steps < 0 or self.warmup_steps < 0:
             raise ValueError("finetune_steps and warmup_steps must be >= 0")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16; got {self.precision}")
 
@@ -345,20 +354,29 @@ def code_search(run, stream_name: str, cfg: CodeSearchConfig | None = None) -> d
         return encode(model, rows, pad, device, cfg.encode_batch, desc, cfg.precision)
 
     stream = run.model.streams[stream_name]
-    scores = {"zero_shot": embed(stream, test.queries, "zero-shot: queries") @ embed(stream, test.codes, "code").T}
-    tuned, info = finetune(stream, train, cfg, optimizer, pad, device, "fine-tune from the run")
-    queries = embed(tuned, test.queries, "fine-tuned: queries")
-    scores["run"] = queries @ embed(tuned, test.codes, "code").T
-    scores["no_nodes"] = queries @ embed(tuned, test.codes_no_nodes, "code, no nodes").T
-    del tuned
-    random_stream = random_init_model(run, run.cfg.seed + 1000 + cfg.seed).streams[stream_name]
-    scores["random_init_zero_shot"] = (embed(random_stream, test.queries, "random init, zero-shot: queries")
-                                       @ embed(random_stream, test.codes, "code").T)
-    random_tuned, random_info = finetune(random_stream, train, cfg, optimizer, pad, device,
-                                         "fine-tune from random init")
-    scores["random_init"] = (embed(random_tuned, test.queries, "random init: queries")
-                             @ embed(random_tuned, test.codes, "code").T)
-    metrics = {arm: ranking_metrics(s) for arm, s in scores.items()}
+    zero_shot = ranking_metrics(embed(stream, test.queries, "zero-shot: queries") @ embed(stream, test.codes, "code").T)
+    per_repeat: dict[str, list[dict]] = {arm: [] for arm in ("run", "no_nodes", "random_init", "random_init_zero_shot")}
+    finetunes: dict[str, list[dict]] = {"run": [], "random_init": []}
+    for i in range(cfg.repeats):
+        seed_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
+        tag = f" ({i + 1}/{cfg.repeats})" if cfg.repeats > 1 else ""
+        tuned, info = finetune(stream, train, seed_cfg, optimizer, pad, device, "fine-tune from the run" + tag)
+        queries = embed(tuned, test.queries, "fine-tuned: queries")
+        per_repeat["run"].append(ranking_metrics(queries @ embed(tuned, test.codes, "code").T))
+        per_repeat["no_nodes"].append(ranking_metrics(queries @ embed(tuned, test.codes_no_nodes, "code, no nodes").T))
+        finetunes["run"].append(info)
+        del tuned
+        random_stream = random_init_model(run, run.cfg.seed + 1000 + seed_cfg.seed).streams[stream_name]
+        per_repeat["random_init_zero_shot"].append(ranking_metrics(
+            embed(random_stream, test.queries, "random init, zero-shot: queries")
+            @ embed(random_stream, test.codes, "code").T))
+        random_tuned, random_info = finetune(random_stream, train, seed_cfg, optimizer, pad, device,
+                                             "fine-tune from random init" + tag)
+        per_repeat["random_init"].append(ranking_metrics(
+            embed(random_tuned, test.queries, "random init: queries") @ embed(random_tuned, test.codes, "code").T))
+        finetunes["random_init"].append(random_info)
+        del random_tuned, random_stream
+    metrics = {"zero_shot": {**zero_shot, "mrr_std": 0.0}, **{arm: mean_metrics(ms) for arm, ms in per_repeat.items()}}
     suffix = {"run": "", "random_init": "_random_init", "no_nodes": "_no_nodes", "zero_shot": "_zero_shot",
               "random_init_zero_shot": "_random_init_zero_shot"}
     summary: dict = {}
@@ -366,12 +384,31 @@ def code_search(run, stream_name: str, cfg: CodeSearchConfig | None = None) -> d
         summary[f"code_search_mrr{suffix[arm]}"] = m["mrr"]
         for k in KS:
             summary[f"code_search_recall@{k}{suffix[arm]}"] = m[f"recall@{k}"]
+    for arm in ("run", "random_init"):
+        summary[f"code_search_mrr{suffix[arm]}_std"] = metrics[arm]["mrr_std"]
+    gains = [r["mrr"] - b["mrr"] for r, b in zip(per_repeat["run"], per_repeat["random_init"])]
+    summary["code_search_mrr_gain_over_random_init"] = float(np.mean(gains))
+    summary["code_search_repeats"] = cfg.repeats
     summary["code_search_chance_mrr"] = chance_mrr(len(pool_samples))
     summary["code_search_pairs"] = len(pool_samples)
     nodes = [len(x.node_span) for x in test.codes]
     return {"summary": summary, "metrics": metrics, "config": dataclasses.asdict(cfg),
-            "finetune": {"run": info, "random_init": random_info}, "train_pairs": len(train_samples),
+            "per_repeat": {arm: [m["mrr"] for m in ms] for arm, ms in per_repeat.items()}, "gains": gains,
+            "finetune": {arm: mean_info(infos) for arm, infos in finetunes.items()}, "train_pairs": len(train_samples),
             "mean_nodes": float(np.mean(nodes)), "stream": stream_name, "seconds": time.perf_counter() - began}
+
+
+def mean_metrics(repeats: list[dict[str, float]]) -> dict[str, float]:
+    """The repeats' metrics averaged, with the MRR's standard deviation (0 for one repeat)."""
+    out = {k: float(np.mean([m[k] for m in repeats])) for k in repeats[0]}
+    out["mrr_std"] = float(np.std([m["mrr"] for m in repeats], ddof=1)) if len(repeats) > 1 else 0.0
+    return out
+
+
+def mean_info(infos: list[dict]) -> dict:
+    """Fine-tune logs averaged over the repeats (keys every repeat has)."""
+    keys = [k for k in infos[0] if all(k in i for i in infos)]
+    return {k: float(np.mean([i[k] for i in infos])) for k in keys}
 
 
 ARMS = (("random_init_zero_shot", "random init, zero-shot"), ("random_init", "random init, fine-tuned"),
@@ -383,13 +420,18 @@ def search_lines(result: dict) -> list[str]:
     n = result["summary"]["code_search_pairs"]
     lines = ["", f"code search ({n} held-out '{cfg['split']}' pairs, one pool: each docstring against its function "
                  f"and {n - 1} others; bi-encoder, mean-pooled text tokens, cosine; fine-tune {cfg['finetune_steps']} "
-                 f"steps x {cfg['batch_size']} of {result['train_pairs']} train pairs, symmetric InfoNCE; "
-                 f"{result['seconds']:.0f} s):",
-             f"  {'arm':<36}{'MRR':>8}{'R@1':>8}{'R@5':>8}{'R@10':>8}"]
+                 f"steps x {cfg['batch_size']} of {result['train_pairs']} train pairs, symmetric InfoNCE, "
+                 f"mean of {cfg['repeats']} fine-tune seed(s); {result['seconds']:.0f} s):",
+             f"  {'arm':<36}{'MRR':>8}{'+-sd':>8}{'R@1':>8}{'R@5':>8}{'R@10':>8}"]
     for arm, label in ARMS:
         m = metrics[arm]
-        lines.append(f"  {label:<36}{m['mrr']:>8.4f}{m['recall@1']:>8.3f}{m['recall@5']:>8.3f}{m['recall@10']:>8.3f}")
+        lines.append(f"  {label:<36}{m['mrr']:>8.4f}{m['mrr_std']:>8.4f}{m['recall@1']:>8.3f}{m['recall@5']:>8.3f}"
+                     f"{m['recall@10']:>8.3f}")
     lines.append(f"  {'chance':<36}{result['summary']['code_search_chance_mrr']:>8.4f}")
+    gains = result.get("gains", [])
+    if gains:
+        lines.append(f"  run - random init, per fine-tune seed: {', '.join(f'{g:+.4f}' for g in gains)} "
+                     f"(mean {np.mean(gains):+.4f})")
     ft = result["finetune"]
     lines.append(f"  fine-tune loss first -> last: run {ft['run'].get('loss_first', float('nan')):.3f} -> "
                  f"{ft['run'].get('loss_last', float('nan')):.3f}, random init "
@@ -408,15 +450,19 @@ def search_png(run, result: dict) -> str:
     labels = [label.replace(", ", ",\n", 1) for _, label in ARMS]
     values = [metrics[arm]["mrr"] for arm, _ in ARMS]
     fig, ax = plt.subplots(figsize=(7.2, 3.4))
-    bars = ax.bar(range(len(values)), values, color=["#d9d9d9", "#9e9e9e", "#c6dbef", "#1f77b4", "#6baed6"])
-    for bar, v in zip(bars, values):
-        ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+    errors = [metrics[arm].get("mrr_std", 0.0) for arm, _ in ARMS]
+    bars = ax.bar(range(len(values)), values, yerr=errors, capsize=3,
+                  color=["#d9d9d9", "#9e9e9e", "#c6dbef", "#1f77b4", "#6baed6"])
+    for bar, v, e in zip(bars, values, errors):
+        ax.text(bar.get_x() + bar.get_width() / 2, v + e, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     ax.axhline(summary["code_search_chance_mrr"], color="red", lw=0.8, ls="--", label="chance")
     ax.set_xticks(range(len(values)), labels, fontsize=7)
     ax.set_ylabel("MRR")
-    ax.set_ylim(0, max(max(values) * 1.2, 0.05))
+    ax.set_ylim(0, max(max(v + e for v, e in zip(values, errors)) * 1.2, 0.05))
     ax.legend(fontsize=7)
-    ax.set_title(f"code search, {summary['code_search_pairs']} held-out pairs, step {run.step}", fontsize=9)
+    repeats = summary.get("code_search_repeats", 1)
+    ax.set_title(f"code search, {summary['code_search_pairs']} held-out pairs, step {run.step}"
+                 + (f" (mean +- sd of {repeats} fine-tune seeds)" if repeats > 1 else ""), fontsize=9)
     fig.tight_layout()
     path = run.artifact("code_search.png")
     fig.savefig(path, dpi=110)

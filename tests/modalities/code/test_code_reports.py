@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(300)
 
 POOL = 40
 TINY_SEARCH = {"pairs": POOL, "finetune_pairs": 16, "finetune_steps": 3, "batch_size": 8, "warmup_steps": 1,
-               "encode_batch": 32}
+               "encode_batch": 32, "repeats": 2}
 SHRINK = {"trainer.max_steps": 4, "trainer.batch_size": 8, "trainer.log_every": 2, "trainer.eval_every": 4,
           "trainer.eval_batches": 1, "trainer.checkpoint_every": 4, "trainer.warmup_steps": 1,
           "trainer.progress": False, "data.num_workers": 0, "data.seq_len": 96, "data.max_nodes": 24,
@@ -188,6 +188,14 @@ def test_reports_on_a_tiny_run(tiny_run, monkeypatch):
     printed = "\n".join(lines)
     assert "code search" in printed and "heuristic (nearest same name)" in printed and "chance" in printed
     assert not math.isnan(result["mlm"]["finetune"]["run"]["loss_last"])
+    # two fine-tune seeds per arm: the figures are their means, the gain is per seed on the same batches
+    per_repeat, gains = result["mlm"]["per_repeat"], result["mlm"]["gains"]
+    assert result["code_search_repeats"] == 2 and len(per_repeat["run"]) == len(per_repeat["random_init"]) == 2
+    assert result["code_search_mrr"] == pytest.approx(sum(per_repeat["run"]) / 2)
+    assert result["code_search_mrr_random_init"] == pytest.approx(sum(per_repeat["random_init"]) / 2)
+    assert gains == pytest.approx([r - b for r, b in zip(per_repeat["run"], per_repeat["random_init"])])
+    assert result["code_search_mrr_gain_over_random_init"] == pytest.approx(sum(gains) / 2)
+    assert result["code_search_mrr_std"] >= 0 and "per fine-tune seed" in printed
 
 
 def test_an_mlm_only_run_gets_no_edge_numbers(tiny_run, monkeypatch):
